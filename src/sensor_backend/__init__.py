@@ -1,0 +1,3 @@
+"""sensor-backend: a resilient microservice backend for testing sensors."""
+
+__version__ = "0.1.0"
