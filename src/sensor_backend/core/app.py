@@ -1,0 +1,251 @@
+"""The FastAPI application every service is built on.
+
+`ServiceContext` holds what a service shares across requests (settings, breakers, metrics,
+health monitor, start and stop hooks); `create_app` wires it into a FastAPI app with:
+- a pure ASGI middleware (not ``BaseHTTPMiddleware``, which costs a task per request) that
+  adopts or creates ``X-Request-ID`` and ``traceparent``, limits the request body size,
+  records Prometheus metrics per route template and logs one line per request;
+- one handler table mapping errors to JSON bodies (never an HTML page, never a bare 500);
+- ``/health``, ``/health/live``, ``/health/ready`` and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sensor_backend import __version__
+from sensor_backend.core.breaker import BreakerRegistry, CircuitOpenError
+from sensor_backend.core.errors import BadRequest, PayloadTooLarge, ServiceError, Unavailable
+from sensor_backend.core.health import HealthCollector, HealthMonitor, Status
+from sensor_backend.core.log import get_logger
+from sensor_backend.core.metrics import ServiceMetrics
+from sensor_backend.core.request_context import incoming, request_id_var, trace_var
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from sensor_backend.core.settings import ServiceSettings
+
+QUIET_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
+
+
+@dataclass
+class ServiceContext:
+    settings: ServiceSettings
+    breakers: BreakerRegistry = field(default_factory=BreakerRegistry)
+    metrics: ServiceMetrics = field(init=False)
+    health: HealthMonitor = field(init=False)
+    max_body_bytes: int = 1 << 20
+    on_startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        name = self.settings.service_name
+        self.metrics = ServiceMetrics(name, self.breakers)
+        self.health = HealthMonitor(
+            service=name,
+            instance=self.settings.instance_id,
+            interval_s=self.settings.health_probe_interval_s,
+            breakers=self.breakers,
+        )
+        self.metrics.registry.register(HealthCollector(self.health))
+
+
+def _read_headers(scope: Scope) -> tuple[str | None, str | None, int | None]:
+    """``X-Request-ID``, ``traceparent`` and Content-Length (-1 when malformed)."""
+    rid: str | None = None
+    traceparent: str | None = None
+    length: int | None = None
+    for key, value in scope["headers"]:
+        if key == b"x-request-id":
+            rid = value.decode("latin-1")
+        elif key == b"traceparent":
+            traceparent = value.decode("latin-1")
+        elif key == b"content-length":
+            length = int(value) if value.isdigit() else -1
+    return rid, traceparent, length
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body over {limit} bytes", limit_bytes=limit)
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, ctx: ServiceContext) -> None:
+        self.app = app
+        self.ctx = ctx
+        self.log = get_logger("http")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid_raw, tp_raw, length = _read_headers(scope)
+        rid, trace = incoming(rid_raw, tp_raw)
+        rid_token = request_id_var.set(rid)
+        trace_token = trace_var.set(trace)
+        started = time.perf_counter()
+        status = 500
+        extra_headers = [
+            (b"x-request-id", rid.encode()),
+            (b"traceparent", trace.traceparent.encode()),
+        ]
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *extra_headers]
+            await send(message)
+
+        limit = self.ctx.max_body_bytes
+        received = 0
+
+        async def receive_limited() -> Message:
+            # Chunked bodies have no Content-Length: count what actually arrives.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _too_large(limit)
+            return message
+
+        try:
+            if length is not None and length < 0:
+                await _error_response(BadRequest("invalid Content-Length header"))(
+                    scope, receive, send_wrapper
+                )
+            elif length is not None and length > limit:
+                await _error_response(_too_large(limit))(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive_limited, send_wrapper)
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+            request_id_var.reset(rid_token)
+            trace_var.reset(trace_token)
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        template = getattr(scope.get("route"), "path", "unmatched")
+        method = scope["method"]
+        self.ctx.metrics.observe_request(method, template, status, elapsed)
+        path = scope["path"]
+        if path not in QUIET_PATHS:
+            self.log.info(
+                "request",
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+
+
+def _error_response(error: ServiceError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status_code, headers=error.headers())
+
+
+async def _service_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)  # noqa: S101 - registered for ServiceError only
+    return _error_response(exc)
+
+
+async def _circuit_open(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CircuitOpenError)  # noqa: S101 - registered for CircuitOpenError only
+    return _error_response(
+        Unavailable(f"{exc.name} is unavailable (circuit open)", retry_after_s=exc.retry_after_s)
+    )
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
+    fields = [
+        {
+            "field": ".".join(str(part) for part in err.get("loc", ())),
+            "message": err.get("msg", "invalid"),
+            "type": err.get("type", "value_error"),
+        }
+        for err in exc.errors()
+    ]
+    first = fields[0]["field"] if fields else "request"
+    return JSONResponse(
+        {"error": "validation_error", "message": f"invalid {first}", "fields": fields},
+        status_code=422,
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    body = {"error": code, "message": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected(_: Request, exc: Exception) -> Response:
+    get_logger("http").error("unhandled error", exc_info=exc)
+    return JSONResponse(
+        {"error": "internal_error", "message": "unexpected error; see the service log"},
+        status_code=500,
+    )
+
+
+def create_app(
+    ctx: ServiceContext,
+    *,
+    title: str,
+    description: str = "",
+    health_report: Callable[[], dict[str, Any]] | None = None,
+) -> FastAPI:
+    """The service's app; ``health_report`` replaces the default /health document."""
+    report = health_report or ctx.health.report
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for hook in ctx.on_startup:
+            await hook()
+        await ctx.health.start()
+        try:
+            yield
+        finally:
+            await ctx.health.stop()
+            for hook in reversed(ctx.on_shutdown):
+                await hook()
+
+    app = FastAPI(title=title, description=description, version=__version__, lifespan=lifespan)
+    app.state.ctx = ctx
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(CircuitOpenError, _circuit_open)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(ObservabilityMiddleware, ctx=ctx)
+
+    @app.get("/health", tags=["ops"], summary="Liveness and dependencies (cached probes)")
+    async def health() -> dict[str, Any]:
+        return report()
+
+    @app.get("/health/live", tags=["ops"], summary="The process answers")
+    async def live() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/health/ready", tags=["ops"], summary="Ready for traffic (503 when unhealthy)")
+    async def ready() -> JSONResponse:
+        status = ctx.health.status
+        code = 503 if status is Status.UNHEALTHY else 200
+        return JSONResponse({"status": status.value}, status_code=code)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        payload, content_type = ctx.metrics.render()
+        return Response(payload, media_type=content_type)
+
+    return app

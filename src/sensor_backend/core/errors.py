@@ -1,0 +1,75 @@
+"""Errors shared by the services and their mapping to JSON HTTP responses.
+
+    ServiceError                  base: carries an HTTP status, a code and a message
+    ├── BadRequest (400)
+    ├── NotFound (404)
+    ├── Conflict (409)
+    ├── PayloadTooLarge (413)
+    ├── TooManyRequests (429, Retry-After)
+    └── Unavailable (503, Retry-After)  a dependency is down or its breaker is open
+
+Every error body is JSON: ``{"error": code, "message": text, ...extra}``. Domain code raises
+these; outside errors (asyncpg, aiohttp, aiokafka) are converted at the boundary with
+``raise ... from exc``. One handler table in `core.app` maps them to responses.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+
+class ServiceError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, **self.extra}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(ServiceError):
+    status_code = 400
+    code = "bad_request"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class _RetryLaterError(ServiceError):
+    def __init__(self, message: str, *, retry_after_s: float, **extra: object) -> None:
+        # Retry-After is whole seconds (RFC 9110 §10.2.3); never advertise 0.
+        self.retry_after = max(1, math.ceil(retry_after_s))
+        super().__init__(message, retry_after=self.retry_after, **extra)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyRequests(_RetryLaterError):
+    status_code = 429
+    code = "too_many_requests"
+
+
+class Unavailable(_RetryLaterError):
+    status_code = 503
+    code = "service_unavailable"

@@ -1,0 +1,69 @@
+"""Helpers every service's composition root uses: the database and upstream probes."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
+from sensor_backend.core.db import Database
+
+if TYPE_CHECKING:
+    from sensor_backend.core.app import ServiceContext
+    from sensor_backend.core.settings import DatabaseSettingsMixin
+
+
+def attach_database(
+    ctx: ServiceContext,
+    settings: DatabaseSettingsMixin,
+    *,
+    schema: str,
+    package: str,
+    essential: bool = True,
+) -> Database:
+    """A `Database` for ``schema`` behind a breaker, started and stopped with the app.
+
+    Its migrations live in ``<package>/migrations`` and ship inside the wheel.
+    """
+    breaker = CircuitBreaker(
+        "database",
+        BreakerConfig(
+            consecutive_failures=settings.db_breaker_failures,
+            open_wait_s=settings.db_breaker_open_s,
+            # A database that comes back should be used again within a minute, not five.
+            max_open_wait_s=60.0,
+            half_open_max_wait_s=settings.db_command_timeout_s * 2,
+        ),
+    )
+    ctx.breakers.add(breaker)
+    db = Database(
+        dsn=settings.database_url,
+        schema=schema,
+        migrations=files(package).joinpath("migrations"),
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        command_timeout_s=settings.db_command_timeout_s,
+        breaker=breaker,
+    )
+
+    async def probe() -> dict[str, Any]:
+        if db.status != "up":
+            raise ConnectionError(f"database {db.status}: {db.last_error or 'not connected'}")
+        latency = await db.ping()
+        return {"schema": schema, "ping_ms": round(latency * 1000, 3)}
+
+    ctx.on_startup.append(db.start)
+    ctx.on_shutdown.append(db.stop)
+    ctx.health.add_probe("database", probe, essential=essential)
+    return db
+
+
+async def probe_service(session: aiohttp.ClientSession, base_url: str) -> dict[str, Any]:
+    """GET ``{base_url}/health``; up when it answers 200 with a JSON document."""
+    async with session.get(f"{base_url}/health", timeout=aiohttp.ClientTimeout(total=1.5)) as resp:
+        if resp.status != 200:  # noqa: PLR2004 - HTTP OK
+            raise ConnectionError(f"{base_url}/health answered {resp.status}")
+        doc: dict[str, Any] = await resp.json()
+    return {"url": base_url, "remote_status": doc.get("status", "unknown")}
