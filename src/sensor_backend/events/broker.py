@@ -1,0 +1,118 @@
+"""The event service's connection to the Kafka-protocol broker.
+
+aiokafka's ``start()`` raises when the broker is down (DESIGN.md §9), so the service starts
+degraded and a background task keeps trying with capped exponential backoff. The embedded
+broker keeps topics in memory and does not create them on a Metadata request, so the topic
+is created with the admin API after every (re)connection and when a probe finds it missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from sensor_backend.core.log import get_logger
+
+if TYPE_CHECKING:
+    from sensor_backend.events.settings import EventsSettings
+
+log = get_logger("events.broker")
+REQUEST_TIMEOUT_MS = 5000
+
+
+class BrokerUnavailableError(ConnectionError):
+    """The broker cannot be reached or the producer is not connected."""
+
+
+class BrokerConnection:
+    def __init__(self, settings: EventsSettings) -> None:
+        self.settings = settings
+        self.status = "connecting"
+        self.last_error: str | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._connect_loop(), name="broker-connect")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.producer is not None:
+            with contextlib.suppress(KafkaError, OSError):
+                await self.producer.stop()
+            self.producer = None
+
+    async def _connect_loop(self) -> None:
+        delay = 0.25
+        while self.producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                acks="all",
+                enable_idempotence=self.settings.kafka_idempotence,
+                request_timeout_ms=REQUEST_TIMEOUT_MS,
+                client_id=self.settings.instance_id,
+            )
+            try:
+                await producer.start()
+                await self.ensure_topic()
+            except (KafkaError, OSError) as exc:
+                self.status = "down"
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                with contextlib.suppress(KafkaError, OSError):
+                    await producer.stop()
+                log.warning(
+                    "broker not reachable; retrying", error=self.last_error, retry_in_s=delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            else:
+                self.producer = producer
+                self.status = "up"
+                self.last_error = None
+                log.info("connected to broker", bootstrap=self.settings.kafka_bootstrap_servers)
+
+    async def ensure_topic(self) -> bool:
+        """Create the events topic unless it exists; True when it was created."""
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+        )
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [NewTopic(self.settings.kafka_topic, self.settings.kafka_partitions, 1)]
+            )
+        except TopicAlreadyExistsError:
+            return False
+        finally:
+            await admin.close()
+        log.info("created topic", topic=self.settings.kafka_topic)
+        return True
+
+    async def probe(self) -> dict[str, Any]:
+        """Health probe: broker metadata answers and the topic exists (recreated if lost)."""
+        if self.producer is None:
+            raise BrokerUnavailableError(f"broker {self.status}: {self.last_error or 'connecting'}")
+        try:
+            metadata = await self.producer.client.fetch_all_metadata()
+            topic = self.settings.kafka_topic
+            if topic not in metadata.topics():
+                # The embedded broker restarted with empty memory storage.
+                await self.ensure_topic()
+        except (KafkaError, OSError) as exc:
+            self.status = "down"
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            raise BrokerUnavailableError(self.last_error) from exc
+        self.status = "up"
+        return {
+            "bootstrap": self.settings.kafka_bootstrap_servers,
+            "topic": topic,
+            "brokers": len(metadata.brokers()),
+        }

@@ -1,0 +1,18 @@
+"""Entry point: `sensor-events` or `python services/.../main.py`."""
+
+from __future__ import annotations
+
+from sensor_backend.core.log import configure_logging
+from sensor_backend.core.server import serve
+from sensor_backend.events.app import build_app
+from sensor_backend.events.settings import EventsSettings
+
+
+def main() -> None:
+    settings = EventsSettings()
+    configure_logging(settings.service_name, level=settings.log_level, json=settings.log_json)
+    serve(build_app(settings), settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The gateway's aggregated /health document, in the shape of DESIGN.md §6.
+
+Built only from cached probe results and breaker snapshots, so it answers in well under
+50 ms even when every service is down.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sensor_backend import __version__
+from sensor_backend.core.health import CheckStatus, HealthMonitor
+from sensor_backend.core.upstreams import replica_label
+
+if TYPE_CHECKING:
+    from sensor_backend.core.breaker import BreakerRegistry
+
+HEALTHY = "healthy"
+DEGRADED = "degraded"
+UNAVAILABLE = "unavailable"
+
+
+class GatewayHealth:
+    def __init__(
+        self,
+        monitor: HealthMonitor,
+        breakers: BreakerRegistry,
+        upstreams: dict[str, list[str]],
+    ) -> None:
+        self.monitor = monitor
+        self.breakers = breakers
+        self.upstreams = upstreams
+
+    def service_status(self, service: str) -> dict[str, Any]:
+        replicas = []
+        up = 0
+        remote_healthy = 0
+        for index, url in enumerate(self.upstreams[service]):
+            result = self.monitor.check(replica_label(service, index))
+            remote = result.details.get("remote_status")
+            replicas.append(
+                {
+                    "url": url,
+                    "status": result.status.value,
+                    "remote_status": remote,
+                    "latency_ms": result.latency_ms,
+                    "error": result.error,
+                }
+            )
+            if result.status is CheckStatus.UP:
+                up += 1
+                remote_healthy += remote == HEALTHY
+        breaker = self.breakers.get(service)
+        breaker_open = breaker is not None and breaker.snapshot()["open"] is True
+        if up == 0 or breaker_open:
+            status = UNAVAILABLE
+        elif remote_healthy == len(replicas):
+            status = HEALTHY
+        else:
+            status = DEGRADED
+        return {"status": status, "replicas_up": up, "replicas": replicas}
+
+    def report(self) -> dict[str, Any]:
+        services = {name: self.service_status(name) for name in self.upstreams}
+        statuses = [s["status"] for s in services.values()]
+        if all(s == HEALTHY for s in statuses):
+            overall = HEALTHY
+        elif all(s == UNAVAILABLE for s in statuses):
+            overall = "unhealthy"
+        else:
+            overall = DEGRADED
+        return {
+            "gateway": HEALTHY,
+            "overall_status": overall,
+            "services": services,
+            "circuit_breakers": self.breakers.snapshots(),
+            "instance": self.monitor.instance,
+            "version": __version__,
+        }

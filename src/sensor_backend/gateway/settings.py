@@ -1,0 +1,47 @@
+"""Gateway settings (env prefix ``GATEWAY_``; shared names unprefixed, DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from sensor_backend.core.settings import ServiceSettings, UrlList, shared, split_urls
+
+PREFIX = "GATEWAY_"
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="ignore")
+    service_name: ClassVar[str] = "gateway"
+    default_port: ClassVar[int] = 8000
+
+    auth_service_urls: UrlList = Field(
+        default=["http://127.0.0.1:8001"], validation_alias=shared("AUTH_SERVICE_URLS", PREFIX)
+    )
+    sensor_service_urls: UrlList = Field(
+        default=["http://127.0.0.1:8002"], validation_alias=shared("SENSOR_SERVICE_URLS", PREFIX)
+    )
+    events_service_urls: UrlList = Field(
+        default=["http://127.0.0.1:8003"], validation_alias=shared("EVENTS_SERVICE_URLS", PREFIX)
+    )
+    spool_dir: Path = Field(
+        default=Path("var/spool/gateway"), validation_alias=shared("SPOOL_DIR", PREFIX)
+    )
+    # Per-service breaker knobs (DESIGN.md §5 defaults).
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_open_s: float = Field(default=30.0, gt=0)
+
+    _split = field_validator(
+        "auth_service_urls", "sensor_service_urls", "events_service_urls", mode="before"
+    )(split_urls)
+
+    def upstreams(self) -> dict[str, list[str]]:
+        """Replica lists keyed by the names used in /health (DESIGN.md §6)."""
+        return {
+            "auth": self.auth_service_urls,
+            "sensor": self.sensor_service_urls,
+            "kafka": self.events_service_urls,
+        }
