@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from sensor_backend.auth.keys import KeyStore
+from sensor_backend.auth.passwords import PasswordService
+from sensor_backend.auth.rate_limit import LoginLimiter
+from sensor_backend.auth.revocation import RevocationList
+from sensor_backend.auth.routes import router
+from sensor_backend.auth.service import AuthService
 from sensor_backend.auth.settings import AuthSettings
+from sensor_backend.auth.users import UserRepository
 from sensor_backend.core.app import ServiceContext, create_app
+from sensor_backend.core.jwt_verify import JwtVerifier
 from sensor_backend.core.service import attach_database
 
 if TYPE_CHECKING:
@@ -14,8 +22,41 @@ if TYPE_CHECKING:
 
 def build_app(settings: AuthSettings | None = None) -> FastAPI:
     settings = settings or AuthSettings()
-    ctx = ServiceContext(settings)
+    ctx = ServiceContext(settings, max_body_bytes=64 * 1024)
     db = attach_database(ctx, settings, schema="auth", package="sensor_backend.auth")
+    verifier = JwtVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    auth = AuthService(
+        settings=settings,
+        db=db,
+        users=UserRepository(db, cache_ttl_s=settings.user_cache_ttl_s),
+        keys=KeyStore(db, verifier, token_ttl_s=settings.access_token_ttl_s),
+        revocations=RevocationList(db, refresh_s=settings.revocation_refresh_s),
+        passwords=PasswordService(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+            workers=settings.hash_workers,
+        ),
+        limiter=LoginLimiter(
+            max_failures=settings.login_max_failures,
+            max_client_failures=settings.login_max_client_failures,
+            window_s=settings.login_window_s,
+        ),
+        verifier=verifier,
+    )
+    ctx.on_startup.append(auth.start)
+    ctx.on_shutdown.append(auth.stop)
+
+    def auth_facts() -> dict[str, Any]:
+        return {
+            "signing_keys_loaded": auth.keys.loaded,
+            "jwks_kids": sorted(verifier.kids),
+            "revocation_list_stale": auth.revocations.stale,
+        }
+
+    ctx.health.add_extra(auth_facts)
     app = create_app(ctx, title="sensor-backend auth service")
+    app.include_router(router)
     app.state.db = db
+    app.state.auth = auth
     return app

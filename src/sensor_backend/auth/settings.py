@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from sensor_backend.core.settings import DatabaseSettingsMixin, ServiceSettings, shared
+from sensor_backend.core.settings import (
+    DatabaseSettingsMixin,
+    ServiceSettings,
+    UrlList,
+    shared,
+    split_urls,
+)
 
 PREFIX = "AUTH_"
 
@@ -26,8 +32,23 @@ class AuthSettings(DatabaseSettingsMixin, ServiceSettings):
     access_token_ttl_s: int = Field(
         default=3600, ge=60, le=86400, validation_alias=shared("ACCESS_TOKEN_TTL_S", PREFIX)
     )
+    # argon2id cost: RFC 9106's second recommended option (t=3, m=64 MiB, p=4).
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8192)
+    argon2_parallelism: int = Field(default=4, ge=1)
+    hash_workers: int = Field(default=2, ge=1, le=16)
+    # Login rate limit (OWASP): failures per username and per client address in a window.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_max_client_failures: int = Field(default=20, ge=1)
+    login_window_s: float = Field(default=300.0, gt=0)
+    # Peers whose X-Forwarded-For is believed (the gateway); anyone else is the client.
+    trusted_proxies: UrlList = Field(default=["127.0.0.1", "::1"])
+    revocation_refresh_s: float = Field(default=5.0, gt=0)
+    user_cache_ttl_s: float = Field(default=30.0, ge=0)
     admin_username: str = Field(default="admin", validation_alias=AliasChoices("ADMIN_USERNAME"))
     admin_password: str = Field(default="", validation_alias=AliasChoices("ADMIN_PASSWORD"))
+
+    _split = field_validator("trusted_proxies", mode="before")(split_urls)
 
     @model_validator(mode="after")
     def _no_placeholder_admin(self) -> AuthSettings:

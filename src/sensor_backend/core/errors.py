@@ -2,6 +2,8 @@
 
     ServiceError                  base: carries an HTTP status, a code and a message
     ├── BadRequest (400)
+    ├── Unauthorized (401, WWW-Authenticate: Bearer)
+    ├── Forbidden (403)
     ├── NotFound (404)
     ├── Conflict (409)
     ├── PayloadTooLarge (413)
@@ -38,6 +40,30 @@ class ServiceError(Exception):
 class BadRequest(ServiceError):
     status_code = 400
     code = "bad_request"
+
+
+class Unauthorized(ServiceError):
+    """A missing or refused bearer token (RFC 6750 §3: error="invalid_token")."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str, *, token_error: bool = True, **extra: object) -> None:
+        super().__init__(message, **extra)
+        self.token_error = token_error
+
+    def headers(self) -> dict[str, str]:
+        if not self.token_error:
+            return {"WWW-Authenticate": "Bearer"}
+        # The description is one of our fixed messages: no quotes or CR/LF can reach it.
+        return {
+            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{self.message}"'
+        }
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(ServiceError):

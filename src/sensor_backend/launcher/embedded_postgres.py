@@ -377,6 +377,10 @@ def kill_leftovers(process: subprocess.Popen[bytes], timeout_s: float = 5.0) -> 
     """
     pgid = process.pid
     deadline = time.monotonic() + timeout_s
+    # Reap the postmaster itself: while it is an unreaped zombie its PID still "exists", and
+    # a new postmaster reading postmaster.pid refuses to start ("lock file already exists").
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=timeout_s)
     while alive := _living_group_members(pgid):
         for member in alive:
             with contextlib.suppress(psutil.Error):

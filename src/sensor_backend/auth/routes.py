@@ -1,0 +1,193 @@
+"""HTTP routes of the auth service."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
+
+from sensor_backend.auth.service import AuthService
+from sensor_backend.core.errors import BadRequest, Unauthorized, Unavailable
+from sensor_backend.core.jwt_verify import Claims, TokenError, bearer_token
+
+router = APIRouter()
+
+# Letters, digits and . _ - ; starts with a letter or digit (no look-alike punctuation games).
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$"
+Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN, min_length=3, max_length=64)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+
+
+class RegisterRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+    username: Username
+    password: Password
+
+
+class LoginRequest(BaseModel):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class RevokeRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+    token: str | None = Field(default=None, max_length=8192)
+    jti: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class UserOut(BaseModel):
+    id: str
+    username: str
+    roles: list[str]
+    created_at: str
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str
+    expires_in: int
+
+
+class VerifyOut(BaseModel):
+    valid: bool
+    sub: str
+    roles: list[str]
+    exp: int
+    jti: str
+    revocation_may_be_stale: bool
+    user_checked: bool
+
+
+def service(request: Request) -> AuthService:
+    svc: AuthService = request.app.state.auth
+    return svc
+
+
+Service = Annotated[AuthService, Depends(service)]
+AuthorizationHeader = Annotated[str | None, Header(alias="Authorization")]
+
+
+def client_address(request: Request, trusted: list[str]) -> str:
+    """The client's address: the last X-Forwarded-For hop when the peer is a trusted proxy."""
+    peer = request.client.host if request.client else "unknown"
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded and peer in trusted:
+        hop = forwarded.split(",")[-1].strip()
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:
+            return peer
+    return peer
+
+
+def _bearer(authorization: str | None) -> str:
+    try:
+        return bearer_token(authorization)
+    except TokenError as exc:
+        raise Unauthorized(str(exc), token_error=authorization is not None) from exc
+
+
+@router.post("/register", status_code=201, response_model=UserOut, tags=["auth"])
+async def register(body: RegisterRequest, svc: Service) -> dict[str, object]:
+    """Create a user with the `user` role; 409 when the username is taken."""
+    user = await svc.register(body.username, body.password)
+    return user.public()
+
+
+_TOKEN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["username", "password"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["password"]},
+                        "username": {"type": "string", "maxLength": 256},
+                        "password": {"type": "string", "maxLength": 4096},
+                    },
+                }
+            },
+            "application/json": {"schema": LoginRequest.model_json_schema()},
+        },
+    }
+}
+
+
+class UnprocessableError(BadRequest):
+    status_code = 422
+    code = "validation_error"
+
+    def __init__(self, fields: list[dict[str, str]]) -> None:
+        first = fields[0]["field"] if fields else "body"
+        super().__init__(f"invalid {first}", fields=fields)
+
+
+async def _login_request(request: Request) -> LoginRequest:
+    """OAuth2 password flow form (RFC 6749 §4.3.2), or the same fields as JSON."""
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == "application/json":
+            data: Any = json.loads(raw)
+        elif content_type in {"application/x-www-form-urlencoded", ""}:
+            form = parse_qs(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+            data = {key: values[0] for key, values in form.items()}
+            grant = data.get("grant_type")
+            if grant not in {None, "password"}:
+                raise BadRequest(
+                    "grant_type must be 'password'", error_code="unsupported_grant_type"
+                )
+        else:
+            raise BadRequest("send username and password as a form or JSON")
+        return LoginRequest.model_validate(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, ValidationError):
+            fields = [
+                {"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()
+            ]
+            raise UnprocessableError(fields) from exc
+        raise BadRequest("request body is not valid form data or JSON") from exc
+
+
+@router.post("/token", response_model=TokenOut, tags=["auth"], openapi_extra=_TOKEN_BODY)
+async def token(request: Request, svc: Service) -> JSONResponse:
+    """OAuth2 password grant: an access token for valid credentials."""
+    body = await _login_request(request)
+    client = client_address(request, svc.settings.trusted_proxies)
+    result = await svc.login(body.username, body.password, client)
+    # RFC 6749 §5.1: token responses must not be cached.
+    return JSONResponse(result, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+@router.get("/verify", response_model=VerifyOut, tags=["auth"])
+async def verify(svc: Service, authorization: AuthorizationHeader = None) -> dict[str, Any]:
+    """Validate a bearer token: signature, claims, revocation and that its user exists."""
+    verified = await svc.verify(_bearer(authorization))
+    return verified.body()
+
+
+@router.get("/.well-known/jwks.json", tags=["auth"])
+async def jwks(svc: Service) -> JSONResponse:
+    """The public keys that verify access tokens (RFC 7517)."""
+    if not svc.keys.loaded:
+        raise Unavailable("signing keys not loaded yet (database unavailable)", retry_after_s=5)
+    return JSONResponse(svc.keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.post("/revoke", tags=["auth"])
+async def revoke(
+    svc: Service, body: RevokeRequest | None = None, authorization: AuthorizationHeader = None
+) -> dict[str, str]:
+    """Revoke the presented token, another of the caller's, or (admin) any token id."""
+    caller: Claims = svc.check_token(_bearer(authorization))
+    jti = await svc.revoke(
+        caller, token=body.token if body else None, jti=body.jti if body else None
+    )
+    return {"revoked": jti}

@@ -1,0 +1,194 @@
+"""The auth service's domain: register, log in, verify, revoke, bootstrap.
+
+ServiceError (core.errors)
+├── UsernameTakenError (409)          users.py
+├── Unauthorized (401)                bad credentials or a refused token
+├── Forbidden (403)                   revoking someone else's token without admin
+├── TooManyRequests (429)             login rate limit
+└── Unavailable (503)                 database down (DatabaseUnavailable) or keys not loaded
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sensor_backend.core.db import DatabaseUnavailable
+from sensor_backend.core.errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
+from sensor_backend.core.jwt_verify import Claims, TokenError
+from sensor_backend.core.log import get_logger
+
+if TYPE_CHECKING:
+    from sensor_backend.auth.keys import KeyStore
+    from sensor_backend.auth.passwords import PasswordService
+    from sensor_backend.auth.rate_limit import LoginLimiter
+    from sensor_backend.auth.revocation import RevocationList
+    from sensor_backend.auth.settings import AuthSettings
+    from sensor_backend.auth.users import User, UserRepository
+    from sensor_backend.core.db import Database
+    from sensor_backend.core.jwt_verify import JwtVerifier
+
+log = get_logger("auth")
+INVALID_CREDENTIALS = "invalid username or password"
+# Longer passwords are refused before hashing: argon2 cost must not be a DoS lever.
+MAX_PASSWORD_CHARS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    claims: Claims
+    revocation_stale: bool
+    user_checked: bool
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "valid": True,
+            **self.claims.as_dict(),
+            "revocation_may_be_stale": self.revocation_stale,
+            "user_checked": self.user_checked,
+        }
+
+
+class AuthService:
+    def __init__(
+        self,
+        *,
+        settings: AuthSettings,
+        db: Database,
+        users: UserRepository,
+        keys: KeyStore,
+        revocations: RevocationList,
+        passwords: PasswordService,
+        limiter: LoginLimiter,
+        verifier: JwtVerifier,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.users = users
+        self.keys = keys
+        self.revocations = revocations
+        self.passwords = passwords
+        self.limiter = limiter
+        self.verifier = verifier
+        self._bootstrap: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        self._bootstrap = asyncio.create_task(self._bootstrap_when_db_up(), name="auth-bootstrap")
+        await self.revocations.start()
+
+    async def stop(self) -> None:
+        if self._bootstrap is not None:
+            self._bootstrap.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._bootstrap
+        await self.revocations.stop()
+        self.passwords.close()
+
+    async def _bootstrap_when_db_up(self) -> None:
+        """Load keys and create the bootstrap admin once the database answers."""
+        delay = 0.5
+        while True:
+            try:
+                await self.db.wait_until_up()
+                await self.keys.load()
+                await self.ensure_admin()
+            except DatabaseUnavailable as exc:
+                log.warning(
+                    "bootstrap waiting for the database", reason=exc.message, retry_in_s=delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            else:
+                return
+
+    async def ensure_admin(self) -> None:
+        password = self.settings.admin_password
+        if not password:
+            log.info("no ADMIN_PASSWORD set; no bootstrap admin created")
+            return
+        created = await self.users.ensure_admin(
+            self.settings.admin_username, await self.passwords.hash(password)
+        )
+        if created:
+            log.info("created bootstrap admin", username=self.settings.admin_username)
+
+    # -- operations ----------------------------------------------------------------------
+    async def register(self, username: str, password: str) -> User:
+        return await self.users.create(username, await self.passwords.hash(password))
+
+    async def login(self, username: str, password: str, client: str) -> dict[str, Any]:
+        wait = self.limiter.retry_after(username, client)
+        if wait is not None:
+            raise TooManyRequests("too many failed logins; try again later", retry_after_s=wait)
+        if not self.keys.loaded:
+            raise Unavailable("signing keys not loaded yet (database unavailable)", retry_after_s=5)
+        user = (
+            await self.users.by_username(username) if len(password) <= MAX_PASSWORD_CHARS else None
+        )
+        # Unknown users verify against a dummy hash: same answer, similar time.
+        ok = await self.passwords.verify(
+            password[:MAX_PASSWORD_CHARS], user.password_hash if user else None
+        )
+        if not ok or user is None:
+            self.limiter.failed(username, client)
+            raise Unauthorized(INVALID_CREDENTIALS, token_error=False)
+        self.limiter.succeeded(username)
+        now = int(time.time())
+        ttl = self.settings.access_token_ttl_s
+        token = self.keys.sign(
+            {
+                "iss": self.settings.jwt_issuer,
+                "aud": self.settings.jwt_audience,
+                "sub": str(user.id),
+                "preferred_username": user.username,
+                "roles": list(user.roles),
+                "iat": now,
+                "nbf": now,
+                "exp": now + ttl,
+                "jti": secrets.token_urlsafe(16),
+            }
+        )
+        return {"access_token": token, "token_type": "bearer", "expires_in": ttl}
+
+    def check_token(self, token: str) -> Claims:
+        """Signature, claims and revocation, from memory only (works with the database down)."""
+        if not self.keys.loaded:
+            raise Unavailable("signing keys not loaded yet (database unavailable)", retry_after_s=5)
+        try:
+            claims = self.verifier.verify(token)
+        except TokenError as exc:
+            raise Unauthorized(str(exc)) from exc
+        if self.revocations.is_revoked(claims.jti):
+            raise Unauthorized("token revoked")
+        return claims
+
+    async def verify(self, token: str) -> Verified:
+        claims = self.check_token(token)
+        user_checked = True
+        try:
+            exists = await self.users.exists(claims.sub)
+        except DatabaseUnavailable:
+            # Degrade to the signature and the cached revocation list (original notes).
+            exists, user_checked = True, False
+        if not exists:
+            raise Unauthorized("token user no longer exists")
+        return Verified(claims, self.revocations.stale or not user_checked, user_checked)
+
+    async def revoke(self, caller: Claims, *, token: str | None, jti: str | None) -> str:
+        """Revoke the caller's token, one of theirs, or (admin) any token id."""
+        if jti is not None:
+            if not caller.is_admin:
+                raise Forbidden("revoking by token id needs the admin role")
+            exp = int(time.time()) + self.settings.access_token_ttl_s
+            await self.revocations.revoke(jti, caller.sub, exp)
+            return jti
+        target = caller if token is None else self.check_token(token)
+        if target.sub != caller.sub and not caller.is_admin:
+            raise Forbidden("only the token's owner or an admin may revoke it")
+        await self.revocations.revoke(target.jti, target.sub, target.exp)
+        return target.jti
