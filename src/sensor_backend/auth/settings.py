@@ -11,6 +11,7 @@ from sensor_backend.core.settings import (
     DatabaseSettingsMixin,
     ServiceSettings,
     UrlList,
+    database_url_field,
     shared,
     split_urls,
 )
@@ -22,6 +23,8 @@ class AuthSettings(DatabaseSettingsMixin, ServiceSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="ignore")
     service_name: ClassVar[str] = "auth"
     default_port: ClassVar[int] = 8001
+
+    database_url: str = database_url_field(PREFIX)
 
     jwt_issuer: str = Field(
         default="sensor-backend-auth", validation_alias=shared("JWT_ISSUER", PREFIX)

@@ -80,6 +80,27 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body over {limit} bytes", limit_bytes=limit)
 
 
+def _length_error(length: int | None, limit: int) -> ServiceError | None:
+    """Refuse before reading: a malformed Content-Length, or one over the limit."""
+    if length is not None and length < 0:
+        return BadRequest("invalid Content-Length header")
+    if length is not None and length > limit:
+        return _too_large(limit)
+    return None
+
+
+class BodyTooLargeError(StarletteHTTPException):
+    """Raised while a body streams in past the limit; rendered as 413 by `_http_error`.
+
+    An HTTPException because FastAPI re-raises those from body parsing; anything else
+    would become its generic 400.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"request body over {limit} bytes")
+        self.limit = limit
+
+
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, ctx: ServiceContext) -> None:
         self.app = app
@@ -101,9 +122,12 @@ class ObservabilityMiddleware:
             (b"traceparent", trace.traceparent.encode()),
         ]
 
+        started_response = False
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
+                started_response = True
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), *extra_headers]
             await send(message)
@@ -118,18 +142,23 @@ class ObservabilityMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _too_large(limit)
+                    raise BodyTooLargeError(limit)
             return message
 
         try:
-            if length is not None and length < 0:
-                await _error_response(BadRequest("invalid Content-Length header"))(
-                    scope, receive, send_wrapper
-                )
-            elif length is not None and length > limit:
-                await _error_response(_too_large(limit))(scope, receive, send_wrapper)
+            early = _length_error(length, limit)
+            if early is not None:
+                await _error_response(early)(scope, receive, send_wrapper)
             else:
                 await self.app(scope, receive_limited, send_wrapper)
+        except Exception as exc:
+            # Handled here, inside the request context, so the 500 keeps X-Request-ID and
+            # traceparent and its log line the request id. Starlette would handle it
+            # outside every middleware.
+            self.log.error("unhandled error", exc_info=exc)  # noqa: TRY400 - exc_info is the traceback
+            if started_response:
+                raise
+            await _unexpected_response()(scope, receive, send_wrapper)
         finally:
             self._record(scope, status, time.perf_counter() - started)
             request_id_var.reset(rid_token)
@@ -185,17 +214,23 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
 
 async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
+    if isinstance(exc, BodyTooLargeError):
+        return _error_response(_too_large(exc.limit))
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     body = {"error": code, "message": str(exc.detail)}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _unexpected(_: Request, exc: Exception) -> Response:
-    get_logger("http").error("unhandled error", exc_info=exc)
+def _unexpected_response() -> JSONResponse:
     return JSONResponse(
         {"error": "internal_error", "message": "unexpected error; see the service log"},
         status_code=500,
     )
+
+
+async def _unexpected(_: Request, exc: Exception) -> Response:
+    get_logger("http").error("unhandled error", exc_info=exc)
+    return _unexpected_response()
 
 
 def create_app(

@@ -16,6 +16,8 @@ import structlog
 from sensor_backend.core.request_context import request_id_var, trace_var
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from structlog.typing import EventDict, Processor, WrappedLogger
 
 SECRET_KEYS = frozenset(
@@ -35,10 +37,21 @@ SECRET_KEYS = frozenset(
 REDACTED = "[redacted]"
 
 
+def _redact(mapping: Mapping[str, object], depth: int) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in mapping.items():
+        if key.lower() in SECRET_KEYS:
+            out[key] = REDACTED
+        elif isinstance(value, dict) and depth > 0:
+            out[key] = _redact(value, depth - 1)
+        else:
+            out[key] = value
+    return out
+
+
 def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    for key in SECRET_KEYS.intersection(event_dict):
-        event_dict[key] = REDACTED
-    return event_dict
+    """Mask secret-looking keys in any letter case, also inside nested dicts (headers=...)."""
+    return _redact(event_dict, depth=3)
 
 
 def add_request_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:

@@ -53,7 +53,8 @@ def new_span_id() -> str:
 
 
 def valid_request_id(value: str | None) -> str | None:
-    if value and _REQUEST_ID_RE.match(value):
+    # fullmatch: with match(), "$" also accepts a trailing newline (header/log injection).
+    if value and _REQUEST_ID_RE.fullmatch(value):
         return value
     return None
 
@@ -61,7 +62,8 @@ def valid_request_id(value: str | None) -> str | None:
 def parse_traceparent(value: str | None) -> TraceContext | None:
     if not value:
         return None
-    match = _TRACEPARENT_RE.match(value.strip().lower())
+    # Lowercase hex only: W3C Trace Context §3.2.2 says to ignore anything else.
+    match = _TRACEPARENT_RE.fullmatch(value.strip())
     if match is None:
         return None
     trace_id, span_id, flags = match.groups()

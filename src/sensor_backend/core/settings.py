@@ -12,7 +12,7 @@ Placeholder secrets are refused outside development, as in the FastAPI full-stac
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -39,7 +39,8 @@ def split_urls(value: object) -> object:
     return value
 
 
-UrlList = Annotated[list[str], NoDecode]
+# At least one entry: an empty replica list would make a service unavailable forever.
+UrlList = Annotated[list[str], NoDecode, Field(min_length=1)]
 
 
 class ServiceSettings(BaseSettings):
@@ -80,18 +81,31 @@ class ServiceSettings(BaseSettings):
         return self.environment is not Environment.PRODUCTION
 
     def reject_placeholder(self, field: str, value: str) -> None:
-        """Raise if ``value`` is a placeholder secret outside development."""
-        if self.environment is Environment.PRODUCTION and value.lower() in PLACEHOLDER_SECRETS:
+        """Raise if ``value`` is a placeholder secret outside development (DESIGN.md §3)."""
+        if (
+            self.environment is not Environment.DEVELOPMENT
+            and value.strip().lower() in PLACEHOLDER_SECRETS
+        ):
             msg = f"{field} is a placeholder secret; set a real value for production"
             raise ValueError(msg)
 
 
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5434/postgres"
+
+
+def database_url_field(prefix: str) -> Any:  # noqa: ANN401 - a pydantic FieldInfo
+    """``{prefix}DATABASE_URL`` overrides the system-wide ``DATABASE_URL`` for one service."""
+    return Field(default=DEFAULT_DATABASE_URL, validation_alias=shared("DATABASE_URL", prefix))
+
+
 class DatabaseSettingsMixin(BaseSettings):
-    """``DATABASE_URL`` and the database breaker knobs, for services that own a schema."""
+    """``DATABASE_URL`` and the database breaker knobs, for services that own a schema.
+
+    Each service redeclares ``database_url = database_url_field(PREFIX)`` for its prefix.
+    """
 
     database_url: str = Field(
-        default="postgresql://postgres@127.0.0.1:5434/postgres",
-        validation_alias=AliasChoices("DATABASE_URL"),
+        default=DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL")
     )
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=10, ge=1)

@@ -8,7 +8,12 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from sensor_backend.core.settings import DatabaseSettingsMixin, ServiceSettings, shared
+from sensor_backend.core.settings import (
+    DatabaseSettingsMixin,
+    ServiceSettings,
+    database_url_field,
+    shared,
+)
 
 PREFIX = "EVENTS_"
 
@@ -17,6 +22,8 @@ class EventsSettings(DatabaseSettingsMixin, ServiceSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="ignore")
     service_name: ClassVar[str] = "events"
     default_port: ClassVar[int] = 8003
+
+    database_url: str = database_url_field(PREFIX)
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092", validation_alias=shared("KAFKA_BOOTSTRAP_SERVERS", PREFIX)

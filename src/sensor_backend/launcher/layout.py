@@ -11,6 +11,7 @@ service run on consecutive ports of its own block: auth 8011.., sensor 8021.., e
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -60,7 +61,8 @@ def parse_replicas(values: list[str]) -> dict[str, int]:
     for value in values:
         name, sep, count = value.partition("=")
         name = {"kafka": "events"}.get(name.strip(), name.strip())
-        if not sep or not count.strip().isdigit():
+        # fullmatch on ASCII digits: str.isdigit() also accepts "²", which int() refuses.
+        if not sep or not re.fullmatch(r"[0-9]+", count.strip()):
             raise LayoutError(f"--replicas expects SERVICE=N, got {value!r}")
         if name not in REPLICA_BLOCKS:
             known = ", ".join(sorted(REPLICA_BLOCKS))

@@ -11,6 +11,7 @@ from sensor_backend.core.settings import (
     DatabaseSettingsMixin,
     ServiceSettings,
     UrlList,
+    database_url_field,
     shared,
     split_urls,
 )
@@ -22,6 +23,8 @@ class SensorSettings(DatabaseSettingsMixin, ServiceSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="ignore")
     service_name: ClassVar[str] = "sensor"
     default_port: ClassVar[int] = 8002
+
+    database_url: str = database_url_field(PREFIX)
 
     auth_service_urls: UrlList = Field(
         default=["http://127.0.0.1:8001"], validation_alias=shared("AUTH_SERVICE_URLS", PREFIX)
