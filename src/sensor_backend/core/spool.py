@@ -1,0 +1,726 @@
+"""A durable, bounded, ordered local spool: "queue events for later", made durable.
+
+Used where a downstream is down but the caller must not lose what it accepted (DESIGN.md
+§5): the event service spools events while the Kafka broker is unreachable and the gateway
+spools events while the event service is. Both answer 202 "queued" once :meth:`Spool.append`
+has returned, so *accepted means durable*: the items are on disk and survive SIGKILL of the
+process, and a power cut as far as SQLite's ``synchronous=FULL`` guarantees. A
+:class:`Drainer` later sends them oldest first and removes each only after the downstream
+acknowledged it.
+
+Why SQLite (stdlib ``sqlite3``) in WAL mode with ``synchronous=FULL``:
+
+* A commit is atomic: a batch is either entirely in the file or not at all, even when the
+  process is killed or the power fails mid-write; no torn records to detect and skip, as an
+  own append-only log would have to.
+* In WAL mode a commit appends the transaction's pages to the write-ahead log; with
+  ``synchronous=FULL`` SQLite fsyncs the log before the commit returns, so a returned
+  :meth:`Spool.append` means the data is on stable storage. (``NORMAL`` would only sync at
+  checkpoints: a power cut could lose the most recent commits.) WAL also keeps the
+  database file consistent without a rollback journal, and recovery after a crash is just
+  replaying the log on the next open.
+* One fsync per *transaction*, not per row: appending a batch of 100 items in ONE
+  transaction costs about as much as appending one item. That is what makes batching
+  cheap, and why :meth:`Spool.append` takes a batch.
+* ``seq INTEGER PRIMARY KEY AUTOINCREMENT`` gives a total order that survives restarts,
+  and never reuses a number, even after the spool was emptied, so a late ack of an old
+  ``seq`` can never delete a newer item. ``key`` is ``UNIQUE``, so a retried request with
+  the same event id is reported as a duplicate instead of being stored twice.
+
+All SQLite work runs on ONE dedicated worker thread owned by the spool (a single-thread
+``ThreadPoolExecutor``; the connection is created, used and closed in that thread), so the
+event loop never blocks on an fsync and the connection is never used concurrently. The
+executor runs submissions in order, so concurrent ``append`` calls are stored in the order
+they were made. The connection uses ``locking_mode=EXCLUSIVE``: a second process (or a
+second :class:`Spool`) opening the same file gets :class:`SpoolInUseError` instead of
+silently making the in-memory totals wrong.
+
+Running totals (count, bytes) live in memory, are initialised from the file at open and
+are updated on the worker thread right after each commit, so they stay exact even when the
+awaiting coroutine is cancelled. ``bytes`` counts payload bytes only (not keys or SQLite's
+overhead); the file itself is somewhat larger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import logging
+import math
+import os
+import random
+import re
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Self, TypeVar
+
+from sensor_backend.core.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+__all__ = ["Drainer", "Spool", "SpoolFullError", "SpoolInUseError", "SpooledItem"]
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_SYSTEM_CLOCK = SystemClock()
+# Jitter only spreads retries out; it is not security-sensitive.
+_RNG = random.Random()  # noqa: S311
+# Host parameters per statement, far below SQLITE_MAX_VARIABLE_NUMBER on any build.
+_CHUNK: Final = 500
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SCHEMA_VERSION: Final = 1
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS spool (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    key        TEXT    NOT NULL UNIQUE,
+    payload    BLOB    NOT NULL,
+    size       INTEGER NOT NULL,
+    created_at REAL    NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0
+)
+"""
+# 2.0 ** 60 * any sane base is far above any cap; keeps the power finite.
+_MAX_EXPONENT: Final = 60
+
+
+class SpoolFullError(Exception):
+    """The batch does not fit (item or byte bound, or the disk is full); nothing was stored.
+
+    Callers answer 503 with ``Retry-After: retry_after_s``.
+    """
+
+    def __init__(self, message: str, *, depth: int, bytes: int, retry_after_s: float) -> None:  # noqa: A002 (the documented attribute name)
+        super().__init__(message)
+        self.depth = depth
+        self.bytes = bytes
+        self.retry_after_s = retry_after_s
+
+
+class SpoolInUseError(RuntimeError):
+    """Another connection (process) holds the spool file's lock."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledItem:
+    """One stored item; ``seq`` orders items and is what :meth:`Spool.ack` takes."""
+
+    seq: int
+    key: str
+    payload: bytes
+    created_at: float
+    attempts: int
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _check_seconds(name: str, value: float, *, positive: bool = False) -> None:
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        relation = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {relation}, got {value!r}")
+
+
+def _chunks(values: Sequence[T]) -> Iterable[Sequence[T]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a newly created directory entry durable (the database file's name)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+class Spool:
+    """A durable FIFO of ``(key, payload)`` items in ``<path>/<name>.sqlite3``.
+
+    ``path`` is the spool *directory* (the services' ``SPOOL_DIR``); it is created on
+    :meth:`open`. Bounded by ``max_items`` and ``max_bytes`` (payload bytes):
+    :meth:`append` raises :class:`SpoolFullError` rather than exceed either.
+    ``full_retry_after_s`` is the ``retry_after_s`` hint that error carries.
+
+    Must be used from one event loop; every method except the properties and
+    :meth:`snapshot` runs its SQLite work on the spool's own worker thread.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_items: int = 100_000,
+        max_bytes: int = 256 * 1024 * 1024,
+        name: str = "spool",
+        full_retry_after_s: float = 5.0,
+        lock_timeout_s: float = 5.0,
+        clock: Clock = _SYSTEM_CLOCK,
+    ) -> None:
+        _check_positive_int("max_items", max_items)
+        _check_positive_int("max_bytes", max_bytes)
+        _check_seconds("full_retry_after_s", full_retry_after_s)
+        _check_seconds("lock_timeout_s", lock_timeout_s)
+        if not _NAME_RE.fullmatch(name):
+            raise ValueError(f"spool name must match {_NAME_RE.pattern}, got {name!r}")
+        self.path = Path(path)
+        self.name = name
+        self.file = self.path / f"{name}.sqlite3"
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.full_retry_after_s = full_retry_after_s
+        self._lock_timeout_s = lock_timeout_s
+        self._clock = clock
+        self._executor: ThreadPoolExecutor | None = None
+        self._closing = False
+        # Touched only on the worker thread; the totals are read from the loop thread
+        # (a single int/float read is atomic under the GIL).
+        self._conn: sqlite3.Connection | None = None
+        self._count = 0
+        self._bytes = 0
+        self._oldest_created_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"Spool({str(self.file)!r}, depth={self._count}, bytes={self._bytes})"
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """True between a successful :meth:`open` and :meth:`close`."""
+        return self._executor is not None and not self._closing
+
+    async def open(self) -> None:
+        """Create the directory and file if needed, set the pragmas, load the totals.
+
+        Raises :class:`SpoolInUseError` if another connection holds the file.
+        """
+        if self._executor is not None:
+            raise RuntimeError(f"spool {self.name!r} is already open")
+        self._closing = False
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spool-{self.name}")
+        self._executor = executor
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._open_sync)
+        except BaseException:
+            self._executor = None
+            executor.shutdown(wait=True)
+            raise
+        _log.info(
+            "spool %s opened: %d items, %d bytes (%s)",
+            self.name,
+            self._count,
+            self._bytes,
+            self.file,
+        )
+
+    async def close(self) -> None:
+        """Finish queued work, close the connection and stop the worker thread.
+
+        Idempotent. SQLite checkpoints the WAL into the main file on close.
+        """
+        executor = self._executor
+        if executor is None or self._closing:
+            return
+        self._closing = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
+        finally:
+            self._executor = None
+            executor.shutdown(wait=True)
+
+    # -- operations --------------------------------------------------------------------
+
+    async def append(self, items: Sequence[tuple[str, bytes]]) -> list[bool]:
+        """Append a batch atomically (one transaction, one fsync); oldest stays first.
+
+        Returns, per item, True if it was stored and False if its key was already in the
+        spool or earlier in the same batch (a duplicate is never stored twice). Raises
+        :class:`SpoolFullError`, storing nothing of the batch, if its new items would
+        exceed ``max_items`` or ``max_bytes`` or the disk is full. When this returns,
+        the stored items are fsynced.
+
+        If the awaiting task is cancelled, the append still completes (or fails) on the
+        worker thread and the totals stay exact; the caller cannot tell which, so it
+        should not answer "queued" and may retry with the same keys (deduplicated).
+        """
+        batch: list[tuple[str, bytes]] = []
+        for key, payload in items:
+            if not isinstance(key, str):
+                raise TypeError(f"spool keys must be str, got {type(key).__name__}")
+            batch.append((key, bytes(payload)))
+        if not batch:
+            return []
+        return await self._run(functools.partial(self._append_sync, batch))
+
+    async def peek(self, limit: int) -> list[SpooledItem]:
+        """Up to ``limit`` items, oldest (lowest ``seq``) first; removes nothing."""
+        if limit <= 0:
+            return []
+        return await self._run(functools.partial(self._peek_sync, limit))
+
+    async def ack(self, seqs: Sequence[int]) -> None:
+        """Delete the given items in one transaction; unknown seqs are ignored."""
+        unique = list(dict.fromkeys(seqs))
+        if unique:
+            await self._run(functools.partial(self._ack_sync, unique))
+
+    async def record_attempt(self, seqs: Sequence[int]) -> None:
+        """Increment ``attempts`` of the given items (one transaction)."""
+        unique = list(dict.fromkeys(seqs))
+        if unique:
+            await self._run(functools.partial(self._record_attempt_sync, unique))
+
+    async def contains(self, key: str) -> bool:
+        """Whether an item with this key is currently spooled."""
+        return await self._run(functools.partial(self._contains_sync, key))
+
+    # -- cheap state (no I/O) ----------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Number of items currently spooled."""
+        return self._count
+
+    @property
+    def bytes_used(self) -> int:
+        """Sum of the spooled payloads' sizes in bytes."""
+        return self._bytes
+
+    @property
+    def oldest_created_at(self) -> float | None:
+        """Wall-clock epoch seconds at which the oldest item was appended, or None."""
+        return self._oldest_created_at
+
+    def oldest_age_s(self, now: float | None = None) -> float | None:
+        """Seconds the oldest item has waited (``now`` is epoch seconds), or None if empty."""
+        oldest = self._oldest_created_at
+        if oldest is None:
+            return None
+        current = self._clock.time() if now is None else now
+        return max(0.0, current - oldest)
+
+    def snapshot(self) -> dict[str, object]:
+        """State for ``/health`` and metrics."""
+        return {
+            "name": self.name,
+            "path": str(self.file),
+            "open": self.is_open,
+            "depth": self._count,
+            "bytes": self._bytes,
+            "max_items": self.max_items,
+            "max_bytes": self.max_bytes,
+            "oldest_age_s": self.oldest_age_s(),
+        }
+
+    # -- worker-thread side ------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        executor = self._executor
+        if executor is None or self._closing:
+            raise RuntimeError(f"spool {self.name!r} is not open")
+        return await asyncio.get_running_loop().run_in_executor(executor, fn)
+
+    def _require_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError(f"spool {self.name!r} is not open")
+        return self._conn
+
+    def _open_sync(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        created = not self.file.exists()
+        # isolation_level=None: no implicit transactions, every BEGIN/COMMIT is explicit.
+        # check_same_thread stays on: the connection never leaves the worker thread.
+        conn = sqlite3.connect(self.file, timeout=self._lock_timeout_s, isolation_level=None)
+        try:
+            count, total, oldest = self._init_sync(conn)
+        except sqlite3.OperationalError as exc:
+            _rollback(conn)
+            conn.close()
+            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                raise SpoolInUseError(f"spool {self.file} is in use by another process") from exc
+            raise
+        except BaseException:
+            _rollback(conn)
+            conn.close()
+            raise
+        if created:
+            _fsync_dir(self.path)
+        self._conn = conn
+        self._count = count
+        self._bytes = total
+        self._oldest_created_at = oldest
+
+    def _init_sync(self, conn: sqlite3.Connection) -> tuple[int, int, float | None]:
+        """Set the pragmas, create or check the schema; return (count, bytes, oldest)."""
+        # EXCLUSIVE before WAL: the WAL index then lives in heap memory (no -shm file)
+        # and the first write below takes a lock held until close.
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"spool {self.file}: could not enable WAL (got {mode!r})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_SCHEMA)
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version == 0:
+            conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        elif version != _SCHEMA_VERSION:
+            raise RuntimeError(f"spool {self.file}: unknown schema version {version}")
+        conn.execute("COMMIT")
+        count, total = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool").fetchone()
+        oldest = conn.execute("SELECT created_at FROM spool ORDER BY seq LIMIT 1").fetchone()
+        return int(count), int(total), None if oldest is None else float(oldest[0])
+
+    def _close_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _full_error(self, message: str) -> SpoolFullError:
+        return SpoolFullError(
+            f"spool {self.name!r} {message}",
+            depth=self._count,
+            bytes=self._bytes,
+            retry_after_s=self.full_retry_after_s,
+        )
+
+    def _present_keys(self, conn: sqlite3.Connection, keys: list[str]) -> set[str]:
+        present: set[str] = set()
+        for chunk in _chunks(keys):
+            rows = conn.execute(
+                f"SELECT key FROM spool WHERE key IN ({_placeholders(len(chunk))})",  # noqa: S608 (only "?" placeholders are formatted in)
+                chunk,
+            )
+            present.update(row[0] for row in rows)
+        return present
+
+    def _new_items(
+        self, conn: sqlite3.Connection, batch: list[tuple[str, bytes]]
+    ) -> tuple[list[bool], list[tuple[str, bytes]]]:
+        """Per item "is new", and the new items: not spooled, first of their key in batch."""
+        # One thread, one exclusive connection: nothing can insert between this read and
+        # the caller's transaction.
+        present = self._present_keys(conn, list(dict.fromkeys(key for key, _ in batch)))
+        stored = [False] * len(batch)
+        seen: set[str] = set()
+        fresh: list[tuple[str, bytes]] = []
+        for index, (key, payload) in enumerate(batch):
+            if key in seen:
+                continue
+            seen.add(key)
+            if key not in present:
+                stored[index] = True
+                fresh.append((key, payload))
+        return stored, fresh
+
+    def _append_sync(self, batch: list[tuple[str, bytes]]) -> list[bool]:
+        conn = self._require_conn()
+        stored, fresh = self._new_items(conn, batch)
+        if not fresh:
+            return stored
+        added_bytes = sum(len(payload) for _, payload in fresh)
+        if self._count + len(fresh) > self.max_items:
+            raise self._full_error(
+                f"is full: {self._count} + {len(fresh)} items > max_items {self.max_items}"
+            )
+        if self._bytes + added_bytes > self.max_bytes:
+            raise self._full_error(
+                f"is full: {self._bytes} + {added_bytes} bytes > max_bytes {self.max_bytes}"
+            )
+        now = self._clock.time()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO spool (key, payload, size, created_at) VALUES (?, ?, ?, ?)",
+                [(key, payload, len(payload), now) for key, payload in fresh],
+            )
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            _rollback(conn)
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise self._full_error(f"cannot grow: disk full ({exc})") from exc
+            raise
+        except BaseException:
+            _rollback(conn)
+            raise
+        self._count += len(fresh)
+        self._bytes += added_bytes
+        if self._oldest_created_at is None:
+            self._oldest_created_at = now
+        return stored
+
+    def _peek_sync(self, limit: int) -> list[SpooledItem]:
+        rows = self._require_conn().execute(
+            "SELECT seq, key, payload, created_at, attempts FROM spool ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return [
+            SpooledItem(seq=seq, key=key, payload=bytes(payload), created_at=ts, attempts=n)
+            for seq, key, payload, ts, n in rows
+        ]
+
+    def _ack_sync(self, seqs: list[int]) -> None:
+        conn = self._require_conn()
+        removed = 0
+        freed = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for chunk in _chunks(seqs):
+                sizes = conn.execute(
+                    f"DELETE FROM spool WHERE seq IN ({_placeholders(len(chunk))}) RETURNING size",  # noqa: S608 (only "?" placeholders are formatted in)
+                    chunk,
+                ).fetchall()
+                removed += len(sizes)
+                freed += sum(size for (size,) in sizes)
+            oldest = conn.execute("SELECT created_at FROM spool ORDER BY seq LIMIT 1").fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        self._count -= removed
+        self._bytes -= freed
+        self._oldest_created_at = None if oldest is None else float(oldest[0])
+
+    def _record_attempt_sync(self, seqs: list[int]) -> None:
+        conn = self._require_conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for chunk in _chunks(seqs):
+                conn.execute(
+                    f"UPDATE spool SET attempts = attempts + 1 WHERE seq IN ({_placeholders(len(chunk))})",  # noqa: E501, S608 (only "?" placeholders are formatted in)
+                    chunk,
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def _contains_sync(self, key: str) -> bool:
+        row = self._require_conn().execute("SELECT 1 FROM spool WHERE key = ?", (key,))
+        return row.fetchone() is not None
+
+
+class _Outcome(enum.Enum):
+    IDLE = "idle"  # nothing to send
+    PROGRESS = "progress"  # delivered something; go again at once
+    FAILED = "failed"  # back off before the next round
+
+
+class Drainer:
+    """Sends a spool's items downstream in order and acks what was delivered.
+
+    ``send`` gets a batch (oldest first, at most ``batch`` items) and returns the seqs the
+    downstream acknowledged; exactly those (if they were in the batch) are acked, the
+    rest stay for the next round, so with a ``send`` that stops at its first failure and
+    returns the delivered prefix, order is preserved. ``send`` may also return the seq of
+    an item it gave up on for good (a poison item) to drop it: a returned seq means
+    "done with it".
+
+    A round that raises, or delivers nothing, is a failure: the batch's ``attempts`` are
+    incremented and the drainer backs off ``min(max_backoff_s, base_backoff_s * 2 ** n)``
+    times a jitter factor in ``[0.5, 1]`` (n = consecutive failures - 1) before trying
+    again; :meth:`wake` does not cut a backoff short (appends during an outage would
+    otherwise defeat it), :meth:`stop` does. When the spool is empty it sleeps ``idle_s``
+    or until :meth:`wake`.
+    """
+
+    def __init__(
+        self,
+        spool: Spool,
+        send: Callable[[list[SpooledItem]], Awaitable[list[int]]],
+        *,
+        batch: int = 100,
+        idle_s: float = 0.5,
+        max_backoff_s: float = 10.0,
+        base_backoff_s: float = 0.1,
+        name: str = "drainer",
+        rng: random.Random | None = None,
+        clock: Clock = _SYSTEM_CLOCK,
+    ) -> None:
+        _check_positive_int("batch", batch)
+        _check_seconds("idle_s", idle_s, positive=True)
+        _check_seconds("base_backoff_s", base_backoff_s)
+        _check_seconds("max_backoff_s", max_backoff_s)
+        if max_backoff_s < base_backoff_s:
+            raise ValueError(
+                f"max_backoff_s ({max_backoff_s}) must be >= base_backoff_s ({base_backoff_s})"
+            )
+        self.spool = spool
+        self.name = name
+        self.batch = batch
+        self.idle_s = idle_s
+        self.base_backoff_s = base_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._send = send
+        self._rng = rng or _RNG
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.delivered = 0
+        self.failures = 0
+        self.consecutive_failures = 0
+        self.rounds = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.last_backoff_s: float | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Drainer({self.name!r}, running={self.running}, delivered={self.delivered}, "
+            f"failures={self.failures})"
+        )
+
+    @property
+    def running(self) -> bool:
+        """True while the background task is alive."""
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Start the background task (idempotent)."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._wake.set()  # look at the spool at once: it may hold items from before a crash
+        self._task = asyncio.create_task(self._loop(), name=f"drainer-{self.name}")
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop after the current round; cancel it if that takes over ``timeout_s``.
+
+        A round cancelled mid-send acks nothing, so its items are sent again later.
+        """
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("drainer %s ended with %r", self.name, task.exception())
+
+    def wake(self) -> None:
+        """Drain promptly (call after an append); a no-op during a failure backoff."""
+        self._wake.set()
+
+    def snapshot(self) -> dict[str, object]:
+        """Counters for ``/health`` and metrics."""
+        return {
+            "name": self.name,
+            "running": self.running,
+            "delivered": self.delivered,
+            "failures": self.failures,
+            "consecutive_failures": self.consecutive_failures,
+            "rounds": self.rounds,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "last_backoff_s": self.last_backoff_s,
+        }
+
+    # -- internals ---------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            outcome = await self._round()
+            if self._stop.is_set():
+                return
+            if outcome is _Outcome.IDLE:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.idle_s)
+            elif outcome is _Outcome.FAILED:
+                delay = self._backoff_s()
+                self.last_backoff_s = delay
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+
+    def _backoff_s(self) -> float:
+        exponent = min(max(self.consecutive_failures - 1, 0), _MAX_EXPONENT)
+        ceiling = min(self.max_backoff_s, self.base_backoff_s * 2.0**exponent)
+        return ceiling * self._rng.uniform(0.5, 1.0)
+
+    def _failed(self, error: str) -> _Outcome:
+        self.failures += 1
+        self.consecutive_failures += 1
+        self.last_error = error
+        self.last_error_at = self._clock.time()
+        if self.consecutive_failures == 1:
+            _log.warning(
+                "drainer %s: %s; %d items waiting, backing off", self.name, error, self.spool.depth
+            )
+        return _Outcome.FAILED
+
+    async def _note_attempt(self, seqs: list[int]) -> None:
+        try:
+            await self.spool.record_attempt(seqs)
+        except Exception:  # noqa: BLE001 (bookkeeping only; the round failed already)
+            _log.warning("drainer %s: could not record a delivery attempt", self.name)
+
+    async def _round(self) -> _Outcome:
+        self._wake.clear()  # a wake() from here on means "look again after this round"
+        self.rounds += 1
+        try:
+            items = await self.spool.peek(self.batch)
+        except Exception as exc:  # noqa: BLE001 (the drainer must outlive any failure)
+            return self._failed(f"spool peek failed: {exc!r}")
+        if not items:
+            return _Outcome.IDLE
+        seqs = [item.seq for item in items]
+        try:
+            returned = await self._send(items)
+        except Exception as exc:  # noqa: BLE001 (the drainer must outlive any failure)
+            await self._note_attempt(seqs)
+            return self._failed(f"send failed: {exc!r}")
+        in_batch = set(seqs)
+        done = [seq for seq in dict.fromkeys(returned) if seq in in_batch]
+        if not done:
+            await self._note_attempt(seqs)
+            return self._failed(f"send delivered none of {len(items)} items")
+        if done != seqs[: len(done)]:
+            _log.warning(
+                "drainer %s: send returned seqs that are not a prefix of the batch; "
+                "acking exactly those (the rest will be re-sent after them)",
+                self.name,
+            )
+        try:
+            await self.spool.ack(done)
+        except Exception as exc:  # noqa: BLE001 (the drainer must outlive any failure)
+            # Delivered but not removed: they will be sent again (consumers dedupe by key).
+            return self._failed(f"spool ack failed: {exc!r}")
+        self.delivered += len(done)
+        if self.consecutive_failures:
+            _log.info(
+                "drainer %s: delivering again after %d failed rounds",
+                self.name,
+                self.consecutive_failures,
+            )
+        self.consecutive_failures = 0
+        return _Outcome.PROGRESS
