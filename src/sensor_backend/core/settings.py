@@ -64,6 +64,13 @@ class ServiceSettings(BaseSettings):
     # Outgoing calls (DESIGN.md §5): connect and total timeouts on every call.
     http_connect_timeout_s: float = Field(default=1.0, gt=0)
     http_total_timeout_s: float = Field(default=5.0, gt=0)
+    # Access tokens every service accepts (auth signs them; DESIGN.md §4).
+    jwt_issuer: str = Field(
+        default="sensor-backend-auth", validation_alias=AliasChoices("JWT_ISSUER")
+    )
+    jwt_audience: str = Field(
+        default="sensor-backend", validation_alias=AliasChoices("JWT_AUDIENCE")
+    )
     # Health probes of dependencies run in the background; /health reads the cache.
     health_probe_interval_s: float = Field(default=2.0, gt=0)
 

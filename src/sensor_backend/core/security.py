@@ -1,0 +1,93 @@
+"""Bearer-token protection for a service's routes (gateway, sensor, events).
+
+`AuthGuard` owns the auth breaker, the JWKS cache (kept in memory and in a local file) and
+the `TokenAuthenticator`, created inside the event loop at startup. Routes depend on
+`require_token` / `require_admin_token`; when the token was validated locally because auth
+is down, the response carries ``X-Auth-Mode: fallback`` (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request, Response
+
+from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
+from sensor_backend.core.jwks import JwksCache
+from sensor_backend.core.jwt_verify import JwtVerifier
+from sensor_backend.core.token_auth import Authenticated, TokenAuthenticator, require_admin
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sensor_backend.core.app import ServiceContext
+    from sensor_backend.core.upstreams import SessionHolder
+
+AUTH_MODE_HEADER = "X-Auth-Mode"
+
+
+class AuthGuard:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        http: SessionHolder,
+        *,
+        auth_urls: list[str],
+        jwks_path: Path,
+        breaker_name: str = "auth",
+    ) -> None:
+        self.ctx = ctx
+        self.http = http
+        self.auth_urls = auth_urls
+        self.jwks_path = jwks_path
+        existing = ctx.breakers.get(breaker_name)
+        self.breaker = existing or ctx.breakers.add(
+            CircuitBreaker(breaker_name, BreakerConfig(open_wait_s=10.0, max_open_wait_s=60.0))
+        )
+        self._authenticator: TokenAuthenticator | None = None
+        self._jwks: JwksCache | None = None
+        ctx.on_startup.append(self.start)
+        ctx.on_shutdown.append(self.stop)
+        ctx.health.add_extra(self.facts)
+
+    async def start(self) -> None:
+        settings = self.ctx.settings
+        verifier = JwtVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+        self.jwks_path.parent.mkdir(parents=True, exist_ok=True)
+        self._jwks = JwksCache(self.http.session, self.auth_urls, verifier, path=self.jwks_path)
+        await self._jwks.start()
+        self._authenticator = TokenAuthenticator(
+            self.http.session, self.auth_urls, self._jwks, self.breaker
+        )
+
+    async def stop(self) -> None:
+        if self._jwks is not None:
+            await self._jwks.stop()
+
+    @property
+    def authenticator(self) -> TokenAuthenticator:
+        if self._authenticator is None:
+            raise RuntimeError("AuthGuard used before startup")
+        return self._authenticator
+
+    def facts(self) -> dict[str, object]:
+        if self._authenticator is None:
+            return {}
+        return {"token_auth": self._authenticator.snapshot()}
+
+
+async def require_token(request: Request, response: Response) -> Authenticated:
+    guard: AuthGuard = request.app.state.guard
+    result = await guard.authenticator.authenticate(request.headers.get("authorization"))
+    if result.mode == "fallback":
+        response.headers[AUTH_MODE_HEADER] = "fallback"
+    request.state.auth = result
+    return result
+
+
+async def require_admin_token(request: Request, response: Response) -> Authenticated:
+    return require_admin(await require_token(request, response))
+
+
+Token = Annotated[Authenticated, Depends(require_token)]
+AdminToken = Annotated[Authenticated, Depends(require_admin_token)]
