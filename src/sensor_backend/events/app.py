@@ -5,9 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sensor_backend.core.app import ServiceContext, create_app
+from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
+from sensor_backend.core.security import AuthGuard
 from sensor_backend.core.service import attach_database
+from sensor_backend.core.spool import Spool
+from sensor_backend.core.upstreams import SessionHolder
 from sensor_backend.events.broker import BrokerConnection
+from sensor_backend.events.consumer import EventConsumer
+from sensor_backend.events.publisher import Publisher
+from sensor_backend.events.routes import router
+from sensor_backend.events.service import EventService
 from sensor_backend.events.settings import EventsSettings
+from sensor_backend.events.store import EventStore
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -15,18 +24,63 @@ if TYPE_CHECKING:
 
 def build_app(settings: EventsSettings | None = None) -> FastAPI:
     settings = settings or EventsSettings()
-    ctx = ServiceContext(settings)
+    ctx = ServiceContext(settings, max_body_bytes=settings.max_body_bytes)
     # PostgreSQL down: producing and spooling keep working, consuming pauses, so the
     # database only degrades the event service.
     db = attach_database(
         ctx, settings, schema="events", package="sensor_backend.events", essential=False
     )
+    http = SessionHolder(ctx)
+    guard = AuthGuard(
+        ctx, http, auth_urls=settings.auth_service_urls, jwks_path=settings.spool_dir / "jwks.json"
+    )
     broker = BrokerConnection(settings)
+    breaker = ctx.breakers.add(
+        CircuitBreaker(
+            "broker",
+            BreakerConfig(
+                consecutive_failures=settings.broker_breaker_failures,
+                open_wait_s=settings.broker_breaker_open_s,
+                max_open_wait_s=60.0,
+                half_open_max_wait_s=settings.produce_timeout_s * 2,
+            ),
+        )
+    )
+    spool = Spool(
+        settings.spool_dir / "events.sqlite3",
+        max_items=settings.spool_max_items,
+        max_bytes=settings.spool_max_bytes,
+        name="events",
+    )
+    store = EventStore(db)
+    events = EventService(
+        settings=settings,
+        broker=broker,
+        breaker=breaker,
+        spool=spool,
+        publisher=Publisher(
+            broker=broker,
+            spool=spool,
+            breaker=breaker,
+            topic=settings.kafka_topic,
+            timeout_s=settings.produce_timeout_s,
+        ),
+        consumer=EventConsumer(settings, store),
+        store=store,
+    )
     ctx.on_startup.append(broker.start)
+    ctx.on_startup.append(events.start)
     ctx.on_shutdown.append(broker.stop)
+    ctx.on_shutdown.append(events.stop)
     # Broker down is survivable (events spool durably), so it degrades rather than fails.
     ctx.health.add_probe("broker", broker.probe)
+    ctx.health.add_extra(
+        lambda: {"spool": spool.snapshot(), "consumer": events.consumer.snapshot()}
+    )
     app = create_app(ctx, title="sensor-backend event service")
+    app.include_router(router)
     app.state.db = db
     app.state.broker = broker
+    app.state.events = events
+    app.state.guard = guard
     return app

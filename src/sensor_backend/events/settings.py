@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from sensor_backend.core.settings import (
     DatabaseSettingsMixin,
     ServiceSettings,
+    UrlList,
     database_url_field,
     shared,
+    split_urls,
 )
 
 PREFIX = "EVENTS_"
@@ -24,7 +26,6 @@ class EventsSettings(DatabaseSettingsMixin, ServiceSettings):
     default_port: ClassVar[int] = 8003
 
     database_url: str = database_url_field(PREFIX)
-
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092", validation_alias=shared("KAFKA_BOOTSTRAP_SERVERS", PREFIX)
     )
@@ -37,6 +38,22 @@ class EventsSettings(DatabaseSettingsMixin, ServiceSettings):
     kafka_idempotence: bool = Field(
         default=False, validation_alias=shared("KAFKA_IDEMPOTENCE", PREFIX)
     )
+    consumer_group: str = "sensor-backend-events"
+    produce_timeout_s: float = Field(default=5.0, gt=0)
+    # The broker breaker: a broker that comes back should be drained within seconds.
+    broker_breaker_failures: int = Field(default=3, ge=1)
+    broker_breaker_open_s: float = Field(default=5.0, gt=0)
+
     spool_dir: Path = Field(
         default=Path("var/spool/events"), validation_alias=shared("SPOOL_DIR", PREFIX)
     )
+    spool_max_items: int = Field(default=100_000, ge=1)
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    max_batch: int = Field(default=500, ge=1, le=10_000)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+    auth_service_urls: UrlList = Field(
+        default=["http://127.0.0.1:8001"], validation_alias=shared("AUTH_SERVICE_URLS", PREFIX)
+    )
+
+    _split = field_validator("auth_service_urls", mode="before")(split_urls)

@@ -1,0 +1,174 @@
+"""The consumer group on the events topic: stats and the processing log, exactly once in effect.
+
+Each polled batch is parsed and stored in one PostgreSQL transaction (`EventStore.record`),
+then its offsets are committed: at-least-once delivery plus idempotent storage on the event
+id. With PostgreSQL down the consumer seeks back to the batch's first offsets and waits with
+backoff, committing nothing, then resumes by itself. A record that is not a valid event is
+logged as ``rejected`` (never retried forever: a poison pill must not stop the partition).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from sensor_backend.core.db import DatabaseUnavailable
+from sensor_backend.core.log import get_logger
+from sensor_backend.events.models import CloudEvent
+from sensor_backend.events.store import ConsumedRow, EventStore
+
+if TYPE_CHECKING:
+    from sensor_backend.events.settings import EventsSettings
+
+log = get_logger("events.consumer")
+POLL_MS = 500
+MAX_RECORDS = 500
+
+
+def to_row(record: Any) -> ConsumedRow:  # noqa: ANN401 - an aiokafka ConsumerRecord
+    produced_at = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record.timestamp else None
+    try:
+        event = CloudEvent.model_validate(json.loads(record.value))
+    except (ValueError, ValidationError, TypeError) as exc:
+        return ConsumedRow(
+            id=f"invalid:{record.topic}:{record.partition}:{record.offset}",
+            type="invalid",
+            source="unknown",
+            subject=None,
+            sensor_type=None,
+            verdict=None,
+            outcome="rejected",
+            detail=f"not a valid event: {type(exc).__name__}"[:200],
+            event_time=None,
+            produced_at=produced_at,
+            partition=record.partition,
+            offset=record.offset,
+        )
+    return ConsumedRow(
+        id=event.id,
+        type=event.type,
+        source=event.source,
+        subject=event.subject,
+        sensor_type=event.sensor_type(),
+        verdict=event.verdict(),
+        outcome="processed",
+        detail=None,
+        event_time=event.time,
+        produced_at=produced_at,
+        partition=record.partition,
+        offset=record.offset,
+    )
+
+
+class EventConsumer:
+    def __init__(self, settings: EventsSettings, store: EventStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.status = "starting"
+        self.last_error: str | None = None
+        self.consumed = 0
+        self.stored_new = 0
+        self.lag: int | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="events-consumer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._consumer is not None:
+            with contextlib.suppress(KafkaError, OSError):
+                await self._consumer.stop()
+            self._consumer = None
+
+    async def _connect(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            self.settings.kafka_topic,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.settings.consumer_group,
+            client_id=f"{self.settings.instance_id}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            request_timeout_ms=10_000,
+        )
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(KafkaError, OSError):
+                await consumer.stop()
+            raise
+        return consumer
+
+    async def _run(self) -> None:
+        delay = 0.25
+        while True:
+            try:
+                if self._consumer is None:
+                    self._consumer = await self._connect()
+                    self.status = "up"
+                    self.last_error = None
+                await self._poll_once(self._consumer)
+                delay = 0.25
+            except DatabaseUnavailable as exc:
+                self.status = "paused"
+                self.last_error = f"database unavailable: {exc.message}"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except (KafkaError, OSError) as exc:
+                self.status = "down"
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("consumer error; reconnecting", error=self.last_error, retry_in_s=delay)
+                await self._close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
+        batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
+        if batches:
+            rows = [to_row(record) for records in batches.values() for record in records]
+            try:
+                self.stored_new += await self.store.record(rows)
+            except DatabaseUnavailable:
+                # Nothing committed: go back to the batch's first offsets and retry later.
+                for tp, records in batches.items():
+                    consumer.seek(tp, records[0].offset)
+                raise
+            await consumer.commit()
+            self.consumed += len(rows)
+            self.status = "up"
+        self.lag = await self._lag(consumer)
+
+    @staticmethod
+    async def _lag(consumer: AIOKafkaConsumer) -> int | None:
+        """Records on the broker not yet consumed: highwater minus position, summed."""
+        total = 0
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                return None
+            total += max(0, high - await consumer.position(tp))
+        return total
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "group": self.settings.consumer_group,
+            "consumed": self.consumed,
+            "stored_new": self.stored_new,
+            "lag": self.lag,
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,101 @@
+"""The event envelope: CloudEvents 1.0 attributes (DESIGN.md §7).
+
+Required: ``id`` (a UUID, the dedup key), ``source``, ``type``. Optional: ``specversion``
+(only "1.0"), ``time`` (RFC 3339), ``subject`` (the Kafka key, so one sensor's events stay
+ordered), ``datacontenttype``, ``data``, ``traceparent``. Extension attributes follow the
+spec's naming rule (lowercase letters and digits, at most 20) and carry scalar values.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class CloudEvent(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    source: NonEmpty
+    type: Annotated[
+        str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._:\-/]+$")
+    ]
+    time: datetime | None = None
+    subject: Annotated[str, StringConstraints(max_length=512)] | None = None
+    datacontenttype: Annotated[str, StringConstraints(max_length=128)] = "application/json"
+    data: Any = None
+    traceparent: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        try:
+            return str(uuid.UUID(value))
+        except ValueError as exc:
+            raise ValueError("id must be a UUID (it is the dedup key)") from exc
+
+    @field_validator("time")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("time must carry a timezone offset (RFC 3339)")
+        return value
+
+    @model_validator(mode="after")
+    def _extensions(self) -> CloudEvent:
+        for name, value in (self.model_extra or {}).items():
+            if not EXTENSION_NAME.match(name):
+                raise ValueError(
+                    f"extension attribute {name!r}: lowercase letters and digits, at most 20"
+                )
+            finite = not isinstance(value, float) or math.isfinite(value)
+            if not isinstance(value, str | int | float | bool) or not finite:
+                raise ValueError(
+                    f"extension attribute {name!r} must be a string, number or boolean"
+                )
+        return self
+
+    def stamped(self) -> CloudEvent:
+        """The event with ``time`` filled in (now) when the producer left it out."""
+        return (
+            self if self.time is not None else self.model_copy(update={"time": datetime.now(UTC)})
+        )
+
+    def encode(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @property
+    def key(self) -> bytes | None:
+        return self.subject.encode() if self.subject else None
+
+    def sensor_type(self) -> str | None:
+        data = self.data if isinstance(self.data, dict) else {}
+        value = data.get("sensor_type")
+        return value if isinstance(value, str) else None
+
+    def verdict(self) -> str | None:
+        data = self.data if isinstance(self.data, dict) else {}
+        value = data.get("verdict")
+        return value if value in {"pass", "suspect", "fail"} else None
+
+
+class EventBatch(BaseModel):
+    """A body that is one event or a list of events."""
+
+    events: list[CloudEvent] = Field(min_length=1)

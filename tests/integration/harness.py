@@ -1,0 +1,140 @@
+"""A real system for resilience tests, driven through the launcher's own supervisor.
+
+`Harness` starts a chosen subset of components (real PostgreSQL, real broker, real service
+processes) on a free port block and lets a test kill, freeze, restart them one at a time.
+It uses the supervisor's event loop on the main thread (PDEATHSIG is per thread), so
+nothing it starts outlives the test run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sensor_backend.launcher import layout
+from sensor_backend.launcher.supervisor import Supervisor, port_in_use
+
+ADMIN_PASSWORD = "harness-admin-password"  # noqa: S105 - a test fixture's password
+PORTS = (5434, 9092, 8000, 8001, 8002, 8003, 8021, 8022)
+CHEAP_ARGON2 = {
+    "AUTH_ARGON2_MEMORY_KIB": "8192",
+    "AUTH_ARGON2_TIME_COST": "1",
+    "AUTH_ARGON2_PARALLELISM": "1",
+}
+
+
+def free_offset(start: int) -> int:
+    """A port offset where every port a system would use is free."""
+    for offset in range(start, start + 5000, 100):
+        if not any(port_in_use(p + offset) for p in PORTS):
+            return offset
+    raise RuntimeError("no free port block")
+
+
+def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+class Harness:
+    def __init__(
+        self,
+        names: set[str],
+        *,
+        offset_start: int = 30000,
+        replicas: dict[str, int] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        # Not under pytest's tmp dir: PostgreSQL runs as its own user and must reach it.
+        self.data_dir = Path(tempfile.mkdtemp(prefix="harness-"))
+        self.offset = free_offset(offset_start)
+        options = layout.LaunchOptions(
+            data_dir=self.data_dir,
+            port_offset=self.offset,
+            replicas=replicas or {},
+            admin_password=ADMIN_PASSWORD,
+        )
+        extra = {**CHEAP_ARGON2, **(env or {})}
+        self.components = [
+            dataclasses.replace(c, env={**c.env, **extra})
+            for c in layout.plan(options)
+            if c.name in names or c.service in names
+        ]
+        self.loop = asyncio.new_event_loop()
+        self.supervisor = Supervisor(self.components, data_dir=self.data_dir)
+        self._token: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> Harness:
+        self.loop.run_until_complete(self.supervisor.start_all(timeout_s=60))
+        return self
+
+    def close(self) -> None:
+        try:
+            self.loop.run_until_complete(self.supervisor.stop_all())
+        finally:
+            self.loop.close()
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one component and reap it (a crash, not a shutdown)."""
+        managed = self.supervisor.managed[name]
+        self.supervisor.signal(name, signal.SIGKILL)
+        if managed.process is not None:
+            managed.process.wait(timeout=10)
+        if managed.component.kind is layout.Kind.POSTGRES and managed.process is not None:
+            from sensor_backend.launcher.embedded_postgres import kill_leftovers  # noqa: PLC0415
+
+            kill_leftovers(managed.process)
+        self.supervisor.reap()
+
+    def freeze(self, name: str) -> None:
+        self.supervisor.signal(name, signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        self.supervisor.signal(name, signal.SIGCONT)
+
+    def restart(self, name: str) -> None:
+        self.loop.run_until_complete(self.supervisor.start(name, timeout_s=60))
+
+    def alive(self, name: str) -> bool:
+        proc = self.supervisor.managed[name].process
+        return proc is not None and proc.poll() is None
+
+    # -- addresses and clients ---------------------------------------------------------
+    def url(self, name: str) -> str:
+        return self.supervisor.managed[name].component.url
+
+    def log(self, name: str) -> str:
+        return (self.data_dir / "logs" / f"{name}.log").read_text(errors="replace")
+
+    def admin_token(self) -> str:
+        if self._token is None:
+            response = httpx.post(
+                f"{self.url('auth')}/token",
+                data={"username": "admin", "password": ADMIN_PASSWORD},
+                timeout=10,
+            )
+            response.raise_for_status()
+            self._token = response.json()["access_token"]
+        return self._token
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token()}"}
+
+    @staticmethod
+    def environ_without_infra() -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "KAFKA_"))}
