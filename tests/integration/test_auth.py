@@ -421,3 +421,13 @@ async def test_no_password_or_token_reaches_the_logs(client, caplog):
     assert caplog.records
     for secret in (PASSWORD, "wrong password!", token, "$argon2id$"):
         assert secret not in text
+
+
+async def test_service_account_is_bootstrapped_with_only_the_service_role(fresh_db_dsn):
+    """SERVICE_ACCOUNT_PASSWORD creates a machine account whose token has role service only."""
+    settings = settings_for(fresh_db_dsn, service_account_password="relay-password-123")
+    async with running(settings) as client:
+        response = await login(client, "sensor-relay", "relay-password-123")
+        assert response.status_code == 200
+        verified = await client.get("/verify", headers=bearer(response.json()["access_token"]))
+        assert verified.json()["roles"] == ["service"]

@@ -107,15 +107,20 @@ class AuthService:
                 return
 
     async def ensure_admin(self) -> None:
-        password = self.settings.admin_password
-        if not password:
-            log.info("no ADMIN_PASSWORD set; no bootstrap admin created")
-            return
-        created = await self.users.ensure_admin(
-            self.settings.admin_username, await self.passwords.hash(password)
+        """Bootstrap accounts from the environment: the admin and the service account."""
+        accounts = (
+            (self.settings.admin_username, self.settings.admin_password, ("user", "admin")),
+            (
+                self.settings.service_account_username,
+                self.settings.service_account_password,
+                ("service",),
+            ),
         )
-        if created:
-            log.info("created bootstrap admin", username=self.settings.admin_username)
+        for username, password, roles in accounts:
+            if not password:
+                continue
+            if await self.users.ensure(username, await self.passwords.hash(password), roles):
+                log.info("created bootstrap account", username=username, roles=list(roles))
 
     # -- operations ----------------------------------------------------------------------
     async def register(self, username: str, password: str) -> User:

@@ -49,6 +49,14 @@ class AuthSettings(DatabaseSettingsMixin, ServiceSettings):
     revocation_refresh_s: float = Field(default=5.0, gt=0)
     user_cache_ttl_s: float = Field(default=30.0, ge=0)
     admin_username: str = Field(default="admin", validation_alias=AliasChoices("ADMIN_USERNAME"))
+    # A machine account (role "service") for service-to-service calls, e.g. the sensor
+    # service's outbox relay to the event service. Created on first start when set.
+    service_account_username: str = Field(
+        default="sensor-relay", validation_alias=AliasChoices("SERVICE_ACCOUNT_USERNAME")
+    )
+    service_account_password: str = Field(
+        default="", validation_alias=AliasChoices("SERVICE_ACCOUNT_PASSWORD")
+    )
     admin_password: str = Field(default="", validation_alias=AliasChoices("ADMIN_PASSWORD"))
 
     _split = field_validator("trusted_proxies", mode="before")(split_urls)

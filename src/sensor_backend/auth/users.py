@@ -115,15 +115,20 @@ class UserRepository:
 
     async def ensure_admin(self, username: str, password_hash: str) -> bool:
         """Create the bootstrap admin unless that username exists; True if created."""
+        return await self.ensure(username, password_hash, ("user", "admin"))
+
+    async def ensure(self, username: str, password_hash: str, roles: tuple[str, ...]) -> bool:
+        """Create a bootstrap account unless that username exists; True if created."""
 
         async def upsert(conn: Connection) -> bool:
             result: str = await conn.execute(
                 "INSERT INTO users (id, username, password_hash, roles)"
-                " SELECT $1, $2, $3, ARRAY['user', 'admin']"
+                " SELECT $1, $2, $3, $4"
                 " WHERE NOT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($2))",
                 uuid.uuid4(),
                 username,
                 password_hash,
+                list(roles),
             )
             return result.endswith(" 1")
 

@@ -40,9 +40,14 @@ err = Console(stderr=True, highlight=False)
 
 def admin_password(data_dir: Path) -> str:
     """``ADMIN_PASSWORD`` from the env, else one generated on first start and kept (0600)."""
-    if os.environ.get("ADMIN_PASSWORD"):
-        return os.environ["ADMIN_PASSWORD"]
-    path = data_dir / "secrets" / "admin_password"
+    return secret(data_dir, "ADMIN_PASSWORD", "admin_password")
+
+
+def secret(data_dir: Path, env: str, name: str) -> str:
+    """A secret from the env, else one generated on first start and kept (mode 0600)."""
+    if os.environ.get(env):
+        return os.environ[env]
+    path = data_dir / "secrets" / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -61,6 +66,9 @@ def options_from(args: argparse.Namespace) -> layout.LaunchOptions:
         database_url=os.environ.get("DATABASE_URL") or None,
         kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         admin_password=admin_password(data_dir),
+        service_account_password=secret(
+            data_dir, "SERVICE_ACCOUNT_PASSWORD", "service_account_password"
+        ),
         environment=os.environ.get("SENSOR_BACKEND_ENV", "development"),
     )
 

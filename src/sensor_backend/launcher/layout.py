@@ -88,6 +88,7 @@ class LaunchOptions:
     database_url: str | None = None  # set: use that server instead of the embedded one
     kafka_bootstrap: str | None = None  # set: use that cluster instead of the embedded broker
     admin_password: str = ""
+    service_account_password: str = ""
     environment: str = "development"
 
 
@@ -123,6 +124,8 @@ def plan(options: LaunchOptions) -> list[Component]:
     }
     if options.admin_password:
         shared_env["ADMIN_PASSWORD"] = options.admin_password
+    if options.service_account_password:
+        shared_env["SERVICE_ACCOUNT_PASSWORD"] = options.service_account_password
     for svc in ("auth", "sensor", "events"):
         for index, port in enumerate(ports[svc]):
             name = svc if index == 0 else f"{svc}-{index + 1}"
