@@ -24,6 +24,7 @@ from sensor_backend.launcher import layout
 from sensor_backend.launcher.supervisor import Supervisor, port_in_use
 
 ADMIN_PASSWORD = "harness-admin-password"  # noqa: S105 - a test fixture's password
+SERVICE_PASSWORD = "harness-service-password"  # noqa: S105
 PORTS = (5434, 9092, 8000, 8001, 8002, 8003, 8021, 8022)
 CHEAP_ARGON2 = {
     "AUTH_ARGON2_MEMORY_KIB": "8192",
@@ -66,6 +67,7 @@ class Harness:
             port_offset=self.offset,
             replicas=replicas or {},
             admin_password=ADMIN_PASSWORD,
+            service_account_password=SERVICE_PASSWORD,
         )
         extra = {**CHEAP_ARGON2, **(env or {})}
         self.components = [

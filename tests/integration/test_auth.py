@@ -425,7 +425,7 @@ async def test_no_password_or_token_reaches_the_logs(client, caplog):
 
 async def test_service_account_is_bootstrapped_with_only_the_service_role(fresh_db_dsn):
     """SERVICE_ACCOUNT_PASSWORD creates a machine account whose token has role service only."""
-    settings = settings_for(fresh_db_dsn, service_account_password="relay-password-123")
+    settings = settings_for(fresh_db_dsn, service_account_password="relay-password-123")  # noqa: S106
     async with running(settings) as client:
         response = await login(client, "sensor-relay", "relay-password-123")
         assert response.status_code == 200

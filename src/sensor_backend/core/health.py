@@ -180,9 +180,15 @@ class HealthMonitor:
         }
         if self.breakers is not None:
             doc["circuit_breakers"] = self.breakers.snapshots()
-        for supplier in self._extras:
-            doc.update(supplier())
+        doc.update(self.extra_facts())
         return doc
+
+    def extra_facts(self) -> dict[str, Any]:
+        """The facts added with `add_extra`, merged."""
+        facts: dict[str, Any] = {}
+        for supplier in self._extras:
+            facts.update(supplier())
+        return facts
 
 
 class HealthCollector(Collector):

@@ -54,7 +54,15 @@ class AuthGuard:
         settings = self.ctx.settings
         verifier = JwtVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience)
         self.jwks_path.parent.mkdir(parents=True, exist_ok=True)
-        self._jwks = JwksCache(self.http.session, self.auth_urls, verifier, path=self.jwks_path)
+        # Retry a failed fetch within seconds: at first start auth may not have its keys yet,
+        # and without them the fallback path cannot work.
+        self._jwks = JwksCache(
+            self.http.session,
+            self.auth_urls,
+            verifier,
+            path=self.jwks_path,
+            retry_interval_s=2.0,
+        )
         await self._jwks.start()
         self._authenticator = TokenAuthenticator(
             self.http.session, self.auth_urls, self._jwks, self.breaker
@@ -71,9 +79,9 @@ class AuthGuard:
         return self._authenticator
 
     def facts(self) -> dict[str, object]:
-        if self._authenticator is None:
+        if self._authenticator is None or self._jwks is None:
             return {}
-        return {"token_auth": self._authenticator.snapshot()}
+        return {"token_auth": self._authenticator.snapshot(), "jwks": self._jwks.snapshot()}
 
 
 async def require_token(request: Request, response: Response) -> Authenticated:

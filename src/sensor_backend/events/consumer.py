@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from sensor_backend.core.cloudevents import CloudEvent
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.log import get_logger
-from sensor_backend.events.models import CloudEvent
 from sensor_backend.events.store import ConsumedRow, EventStore
 
 if TYPE_CHECKING:

@@ -28,9 +28,9 @@ from sensor_backend.core.spool import SpoolFullError
 
 if TYPE_CHECKING:
     from sensor_backend.core.breaker import CircuitBreaker
+    from sensor_backend.core.cloudevents import CloudEvent
     from sensor_backend.core.spool import Spool, SpooledItem
     from sensor_backend.events.broker import BrokerConnection
-    from sensor_backend.events.models import CloudEvent
 
 RECENT_IDS = 200_000
 LATENCY_SAMPLES = 4096

@@ -2,66 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import TypeAdapter, ValidationError
 
-from sensor_backend.core.errors import BadRequest, ServiceError
+from sensor_backend.core.cloudevents import CloudEvent, parse_events
 from sensor_backend.core.security import Token
-from sensor_backend.events.models import CloudEvent
 from sensor_backend.events.service import EventService  # noqa: TC001 - FastAPI resolves it
 
 router = APIRouter()
-EVENTS = TypeAdapter(list[CloudEvent])
-
-
-class InvalidEventError(ServiceError):
-    status_code = 422
-    code = "validation_error"
-
-
-def _reject_constant(name: str) -> None:
-    raise BadRequest(f"{name} is not valid JSON (non-finite numbers are refused)")
-
-
-def parse_events(raw: bytes, max_batch: int) -> tuple[list[CloudEvent], bool]:
-    """The events of a body that is one event or a list; True when it was a list."""
-    try:
-        doc = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("request body is not valid JSON") from exc
-    is_batch = isinstance(doc, list)
-    items = doc if is_batch else [doc]
-    if not items:
-        raise InvalidEventError("an event batch needs at least one event", fields=[])
-    if len(items) > max_batch:
-        raise InvalidEventError(
-            f"at most {max_batch} events per batch",
-            fields=[{"field": "body", "message": "too many"}],
-        )
-    try:
-        return EVENTS.validate_python(items), is_batch
-    except ValidationError as exc:
-        fields = [
-            {
-                "field": _field(err["loc"], is_batch=is_batch),
-                "message": err["msg"],
-                "type": err["type"],
-            }
-            for err in exc.errors()
-        ]
-        raise InvalidEventError(f"invalid {fields[0]['field']}", fields=fields) from exc
-
-
-def _field(loc: tuple[Any, ...], *, is_batch: bool) -> str:
-    parts = list(loc) if is_batch else list(loc[1:])
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "body"
 
 
 def service(request: Request) -> EventService:

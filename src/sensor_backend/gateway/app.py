@@ -2,35 +2,137 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sensor_backend.core.app import ServiceContext, create_app
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
-from sensor_backend.core.upstreams import SessionHolder, add_service_probes
+from sensor_backend.core.retry import RetryBudget
+from sensor_backend.core.security import AuthGuard
+from sensor_backend.core.service import probe_service
+from sensor_backend.core.service_token import ServiceTokenProvider
+from sensor_backend.core.spool import Drainer, Spool
+from sensor_backend.core.upstreams import SessionHolder, replica_label
+from sensor_backend.gateway.event_queue import EventQueue
+from sensor_backend.gateway.gateway import Gateway
 from sensor_backend.gateway.health import GatewayHealth
+from sensor_backend.gateway.proxy import Proxy, Upstream
+from sensor_backend.gateway.routes import openapi_paths, proxy_routes, router
 from sensor_backend.gateway.settings import GatewaySettings
+from sensor_backend.gateway.upstream import UpstreamPool
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 
+def _upstream(
+    ctx: ServiceContext, settings: GatewaySettings, name: str, urls: list[str]
+) -> Upstream:
+    breaker = ctx.breakers.add(
+        CircuitBreaker(
+            name,
+            BreakerConfig(
+                consecutive_failures=settings.breaker_failures,
+                open_wait_s=settings.breaker_open_s,
+                max_open_wait_s=settings.breaker_max_open_s,
+                slow_call_s=settings.http_total_timeout_s,
+                half_open_max_calls=2,
+                half_open_max_wait_s=settings.http_total_timeout_s * 2,
+            ),
+        )
+    )
+    return Upstream(
+        name, UpstreamPool(name, urls, eject_after=settings.eject_after), breaker, RetryBudget()
+    )
+
+
+def _add_probes(ctx: ServiceContext, http: SessionHolder, upstream: Upstream) -> None:
+    """Active health checks: the probe result also readmits (or withholds) a replica."""
+    for index, replica in enumerate(upstream.pool.replicas):
+
+        async def probe(url: str = replica.url) -> dict[str, Any]:
+            try:
+                details = await probe_service(http.session, url)
+            except Exception:
+                upstream.pool.probed(url, up=False)
+                raise
+            upstream.pool.probed(url, up=True)
+            return details
+
+        ctx.health.add_probe(replica_label(upstream.name, index), probe)
+
+
 def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
-    ctx = ServiceContext(settings)
+    ctx = ServiceContext(settings, max_body_bytes=settings.max_body_bytes)
     http = SessionHolder(ctx)
-    upstreams = settings.upstreams()
-    for service, urls in upstreams.items():
-        ctx.breakers.add(
-            CircuitBreaker(
-                service,
-                BreakerConfig(
-                    consecutive_failures=settings.breaker_failures,
-                    open_wait_s=settings.breaker_open_s,
-                ),
-            )
-        )
-        add_service_probes(ctx, http, service, urls)
-    aggregated = GatewayHealth(ctx.health, ctx.breakers, upstreams)
+    upstreams = {
+        name: _upstream(ctx, settings, name, urls) for name, urls in settings.upstreams().items()
+    }
+    for upstream in upstreams.values():
+        _add_probes(ctx, http, upstream)
+    guard = AuthGuard(
+        ctx, http, auth_urls=settings.auth_service_urls, jwks_path=settings.spool_dir / "jwks.json"
+    )
+    spool = Spool(
+        settings.spool_dir,
+        max_items=settings.spool_max_items,
+        max_bytes=settings.spool_max_bytes,
+        name="events",
+    )
+    events = EventQueue(
+        spool,
+        upstreams["kafka"],
+        lambda: http.session,
+        ServiceTokenProvider(
+            lambda: http.session,
+            settings.auth_service_urls,
+            username=settings.service_account_username,
+            password=settings.service_account_password,
+        ),
+        timeout_s=settings.http_total_timeout_s,
+    )
+    drainer = Drainer(spool, events.forward, batch=200, idle_s=0.5, name="gateway-events")
+    events.wake = drainer.wake
+
+    async def start_queue() -> None:
+        await spool.open()
+        await drainer.start()
+
+    async def stop_queue() -> None:
+        await drainer.stop()
+        await spool.close()
+
+    ctx.on_startup.append(start_queue)
+    ctx.on_shutdown.append(stop_queue)
+    proxy = Proxy(lambda: http.session, timeout_s=settings.http_total_timeout_s)
+    gateway = Gateway(
+        settings=settings, ctx=ctx, upstreams=upstreams, proxy=proxy, guard=guard, events=events
+    )
+    aggregated = GatewayHealth(ctx.health, ctx.breakers, settings.upstreams())
+    aggregated.extras.append(
+        lambda: {"event_spool": events.snapshot(), "drainer": drainer.snapshot()}
+    )
+    aggregated.extras.append(
+        lambda: {"upstreams": {n: u.pool.snapshot() for n, u in upstreams.items()}}
+    )
     app = create_app(ctx, title="sensor-backend API gateway", health_report=aggregated.report)
+    app.include_router(router)
+    app.router.routes.extend(proxy_routes(gateway))
+    app.state.gateway = gateway
+    app.state.guard = guard
     app.state.http = http
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi  # noqa: PLC0415
+
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schema["paths"].update(openapi_paths())
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -13,6 +13,8 @@ from sensor_backend.core.health import CheckStatus, HealthMonitor
 from sensor_backend.core.upstreams import replica_label
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sensor_backend.core.breaker import BreakerRegistry
 
 HEALTHY = "healthy"
@@ -30,6 +32,7 @@ class GatewayHealth:
         self.monitor = monitor
         self.breakers = breakers
         self.upstreams = upstreams
+        self.extras: list[Callable[[], dict[str, Any]]] = []
 
     def service_status(self, service: str) -> dict[str, Any]:
         replicas = []
@@ -76,4 +79,6 @@ class GatewayHealth:
             "circuit_breakers": self.breakers.snapshots(),
             "instance": self.monitor.instance,
             "version": __version__,
+            **self.monitor.extra_facts(),
+            **{k: v for extra in self.extras for k, v in extra().items()},
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from sensor_backend.core.settings import ServiceSettings, UrlList, shared, split_urls
@@ -30,9 +30,22 @@ class GatewaySettings(ServiceSettings):
     spool_dir: Path = Field(
         default=Path("var/spool/gateway"), validation_alias=shared("SPOOL_DIR", PREFIX)
     )
-    # Per-service breaker knobs (DESIGN.md §5 defaults).
+    spool_max_items: int = Field(default=100_000, ge=1)
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Per-service breaker knobs (DESIGN.md §5 defaults: 5 failures or 50 % of 20, 30 s
+    # doubling to 300 s).
     breaker_failures: int = Field(default=5, ge=1)
     breaker_open_s: float = Field(default=30.0, gt=0)
+    breaker_max_open_s: float = Field(default=300.0, gt=0)
+    # Passive ejection of a replica after consecutive failures (Envoy outlier detection).
+    eject_after: int = Field(default=3, ge=1)
+    service_account_username: str = Field(
+        default="sensor-relay", validation_alias=AliasChoices("SERVICE_ACCOUNT_USERNAME")
+    )
+    service_account_password: str = Field(
+        default="", validation_alias=AliasChoices("SERVICE_ACCOUNT_PASSWORD")
+    )
 
     _split = field_validator(
         "auth_service_urls", "sensor_service_urls", "events_service_urls", mode="before"

@@ -1,4 +1,4 @@
-"""The event envelope: CloudEvents 1.0 attributes (DESIGN.md §7).
+"""The event envelope: CloudEvents 1.0 attributes (DESIGN.md §7), and parsing request bodies.
 
 Required: ``id`` (a UUID, the dedup key), ``source``, ``type``. Optional: ``specversion``
 (only "1.0"), ``time`` (RFC 3339), ``subject`` (the Kafka key, so one sensor's events stay
@@ -8,6 +8,7 @@ spec's naming rule (lowercase letters and digits, at most 20) and carry scalar v
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
@@ -17,11 +18,14 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Field,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
+
+from sensor_backend.core.errors import BadRequest, ServiceError
 
 EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=512)]
@@ -95,7 +99,50 @@ class CloudEvent(BaseModel):
         return value if value in {"pass", "suspect", "fail"} else None
 
 
-class EventBatch(BaseModel):
-    """A body that is one event or a list of events."""
+EVENTS = TypeAdapter(list[CloudEvent])
 
-    events: list[CloudEvent] = Field(min_length=1)
+
+class InvalidEventError(ServiceError):
+    status_code = 422
+    code = "validation_error"
+
+
+def _reject_constant(name: str) -> None:
+    raise BadRequest(f"{name} is not valid JSON (non-finite numbers are refused)")
+
+
+def parse_events(raw: bytes, max_batch: int) -> tuple[list[CloudEvent], bool]:
+    """The events of a body that is one event or a list; True when it was a list."""
+    try:
+        doc = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("request body is not valid JSON") from exc
+    is_batch = isinstance(doc, list)
+    items = doc if is_batch else [doc]
+    if not items:
+        raise InvalidEventError("an event batch needs at least one event", fields=[])
+    if len(items) > max_batch:
+        raise InvalidEventError(
+            f"at most {max_batch} events per batch",
+            fields=[{"field": "body", "message": "too many"}],
+        )
+    try:
+        return EVENTS.validate_python(items), is_batch
+    except ValidationError as exc:
+        fields = [
+            {
+                "field": _field(err["loc"], is_batch=is_batch),
+                "message": err["msg"],
+                "type": err["type"],
+            }
+            for err in exc.errors()
+        ]
+        raise InvalidEventError(f"invalid {fields[0]['field']}", fields=fields) from exc
+
+
+def _field(loc: tuple[Any, ...], *, is_batch: bool) -> str:
+    parts = list(loc) if is_batch else list(loc[1:])
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"

@@ -1,0 +1,184 @@
+"""The gateway's routes: the proxy table and the gateway's own operations.
+
+Proxied routes are Starlette routes whose endpoint is a raw ASGI handler (no FastAPI
+dependency machinery on the hot path). Protected routes authenticate the bearer token first
+(auth's /verify, or the JWKS fallback with ``X-Auth-Mode: fallback``); the downstream service
+verifies it again (no trusted-header shortcut between services).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from starlette.routing import Route
+
+from sensor_backend.core.errors import NotFound, Unavailable
+from sensor_backend.core.security import AdminToken
+from sensor_backend.gateway.proxy import read_body
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
+    from sensor_backend.gateway.gateway import Gateway
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRule:
+    method: str
+    path: str  # the gateway's path template
+    service: str  # auth, sensor, kafka
+    target: str  # the service's path template
+    summary: str
+
+    @property
+    def protected(self) -> bool:
+        """Auth's own routes check credentials themselves; everything else needs a token."""
+        return self.service != "auth"
+
+
+JWKS = "/.well-known/jwks.json"
+RULES: tuple[ProxyRule, ...] = (
+    ProxyRule("POST", "/auth/register", "auth", "/register", "Register a user"),
+    ProxyRule("POST", "/register", "auth", "/register", "Register a user"),
+    ProxyRule("POST", "/auth/token", "auth", "/token", "Log in (OAuth2 password grant)"),
+    ProxyRule("POST", "/token", "auth", "/token", "Log in (OAuth2 password grant)"),
+    ProxyRule("GET", "/auth/verify", "auth", "/verify", "Verify a token"),
+    ProxyRule("GET", "/verify", "auth", "/verify", "Verify a token"),
+    ProxyRule("POST", "/auth/revoke", "auth", "/revoke", "Revoke a token"),
+    ProxyRule("GET", f"/auth{JWKS}", "auth", JWKS, "Public keys (JWKS)"),
+    ProxyRule("GET", JWKS, "auth", JWKS, "Public keys (JWKS)"),
+    ProxyRule(
+        "POST", "/test/sensor/{sensor_type}", "sensor", "/test/{sensor_type}", "Start a test"
+    ),
+    ProxyRule("GET", "/test/sensor/{test_id}", "sensor", "/test/{test_id}", "A test's result"),
+    ProxyRule("GET", "/test/{test_id}", "sensor", "/test/{test_id}", "A test's result"),
+    ProxyRule("GET", "/tests", "sensor", "/tests", "List sensor tests"),
+    ProxyRule("GET", "/sensor-types", "sensor", "/sensor-types", "List sensor types"),
+    ProxyRule("POST", "/sensor-types", "sensor", "/sensor-types", "Define a sensor type (admin)"),
+    ProxyRule("GET", "/sensor-types/{name}", "sensor", "/sensor-types/{name}", "One sensor type"),
+    ProxyRule("GET", "/events/stats", "kafka", "/stats", "Event statistics"),
+    ProxyRule("GET", "/events/logs", "kafka", "/logs", "Event processing log"),
+)
+EVENT_PATHS = ("/events", "/send-event")
+
+
+class ProxyHandler:
+    """The ASGI endpoint of one proxy rule."""
+
+    def __init__(self, gateway: Gateway, rule: ProxyRule) -> None:
+        self.gateway = gateway
+        self.rule = rule
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extra = await self.gateway.authenticate(scope) if self.rule.protected else None
+        params = {k: quote(str(v), safe="") for k, v in scope.get("path_params", {}).items()}
+        target = self.rule.target.format(**params)
+        gateway = self.gateway
+        upstream = gateway.upstreams[self.rule.service]
+        await gateway.proxy.forward(scope, receive, send, upstream, target, extra_headers=extra)
+
+
+class EventHandler:
+    """``POST /events``: proxied to the event service, or spooled when it is down."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway = self.gateway
+        extra = await gateway.authenticate(scope)
+        raw = await read_body(receive, gateway.settings.max_body_bytes)
+        queue = gateway.events
+        if queue.spool.depth == 0:
+            try:
+                await gateway.proxy.forward(
+                    scope,
+                    receive,
+                    send,
+                    gateway.upstreams["kafka"],
+                    "/send-event",
+                    extra_headers=extra,
+                    body=raw,
+                )
+            except Unavailable:
+                pass  # the event service cannot take it now: queue it durably below
+            else:
+                return
+        doc = await queue.accept(raw)
+        await gateway.json(send, 202, doc, extra)
+
+
+def proxy_routes(gateway: Gateway) -> list[Route]:
+    routes = [
+        Route(rule.path, ProxyHandler(gateway, rule), methods=[rule.method]) for rule in RULES
+    ]
+    routes += [Route(path, EventHandler(gateway), methods=["POST"]) for path in EVENT_PATHS]
+    return routes
+
+
+def openapi_paths() -> dict[str, Any]:
+    """OpenAPI entries for the proxied routes (bodies are the services' own)."""
+    paths: dict[str, Any] = {}
+    for rule in RULES:
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _names(rule.path)
+        ]
+        op: dict[str, Any] = {
+            "summary": rule.summary,
+            "tags": [rule.service],
+            "parameters": params,
+            "responses": {"default": {"description": f"the {rule.service} service's answer"}},
+        }
+        if rule.protected:
+            op["security"] = [{"bearer": []}]
+        paths.setdefault(rule.path, {})[rule.method.lower()] = op
+    for path in EVENT_PATHS:
+        paths[path] = {
+            "post": {
+                "summary": "Send events (queued by the gateway while the event service is down)",
+                "tags": ["kafka"],
+                "security": [{"bearer": []}],
+                "responses": {
+                    "201": {"description": "sent"},
+                    "202": {"description": "queued"},
+                    "503": {"description": "event spool full"},
+                },
+            }
+        }
+    return paths
+
+
+def _names(template: str) -> list[str]:
+    return [part[1:-1] for part in template.split("/") if part.startswith("{")]
+
+
+router = APIRouter(tags=["gateway"])
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+@router.get("/circuit-breakers", summary="Every breaker's state")
+async def circuit_breakers(request: Request) -> dict[str, Any]:
+    return _gateway(request).ctx.breakers.snapshots()
+
+
+@router.post("/circuit-breaker/reset/{service}", summary="Close a breaker (admin)")
+async def reset_breaker(service: str, request: Request, _: AdminToken) -> dict[str, Any]:
+    gateway = _gateway(request)
+    breaker = gateway.ctx.breakers.get(service)
+    if breaker is None:
+        known = sorted(gateway.ctx.breakers.names())
+        raise NotFound(f"no circuit breaker named {service!r}", known=known)
+    breaker.reset()
+    upstream = gateway.upstreams.get(service)
+    if upstream is not None:
+        upstream.pool.readmit_all()
+    gateway.ctx.health.poke()
+    return {"reset": service, "breaker": breaker.snapshot()}
