@@ -171,8 +171,11 @@ def test_openapi_describes_the_gateway_routes(system):
 
 
 def test_auth_down_uses_fallback_validation(system):
-    """Auth SIGKILLed: a valid token still works (X-Auth-Mode: fallback), a bad one does not,
-    login answers 503; after auth restarts the normal path returns."""
+    """With auth SIGKILLed, valid tokens keep working through the JWKS fallback.
+
+    X-Auth-Mode says fallback, a bad token is still refused, login answers 503; after auth
+    restarts the normal path returns.
+    """
     good = token(system)
     assert wait_for(lambda: health(system)["jwks"]["kids"], 15), "gateway never cached the JWKS"
     system.kill("auth")
@@ -196,8 +199,11 @@ def test_auth_down_uses_fallback_validation(system):
 
 
 def test_event_service_down_queues_durably_across_a_gateway_crash(system):
-    """Events killed: POST /events answers 202 queued; the gateway is SIGKILLed and restarted
-    with the spool; when events returns every queued event is delivered once."""
+    """Events queued by the gateway survive its crash and are delivered once.
+
+    Events killed: POST /events answers 202 queued; the gateway is SIGKILLed and restarted
+    with the spool; when events returns every queued event is delivered once.
+    """
     headers = bearer(token(system))
     system.kill("events")
     queued = [event("gw.spooled") for _ in range(12)]
@@ -224,8 +230,11 @@ def test_event_service_down_queues_durably_across_a_gateway_crash(system):
 
 
 def test_a_frozen_service_opens_its_breaker_then_503s_come_fast(system):
-    """Events SIGSTOPped: calls time out, the breaker opens, then 503 returns at once;
-    /health answers fast and shows it; after SIGCONT the service is used again."""
+    """A hung (SIGSTOPped) service opens its breaker, and then 503s come back at once.
+
+    Calls time out, the breaker opens, then 503 returns at once; /health answers fast and
+    shows it; after SIGCONT the service is used again.
+    """
     headers = bearer(token(system))
     system.freeze("events")
     try:

@@ -13,7 +13,7 @@ URLS = ["http://a", "http://b", "http://c"]
 
 
 def pool(**kw) -> UpstreamPool:
-    return UpstreamPool("sensor", URLS, clock=ManualClock(), rng=random.Random(7), **kw)
+    return UpstreamPool("sensor", URLS, clock=ManualClock(), rng=random.Random(7), **kw)  # noqa: S311
 
 
 def test_pick_prefers_the_replica_with_fewer_requests_in_flight():
