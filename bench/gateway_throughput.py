@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-from harness import Harness, free_offset  # noqa: E402
+from harness import Harness, free_offset
 
 PATH = "/.well-known/jwks.json"
 NGINX_CONF = """
@@ -106,9 +106,8 @@ def main() -> None:
         results = {name: wrk(url, args.seconds, args.connections) for name, url in targets.items()}
         print(f"GET {PATH}, wrk -t1 -c{args.connections} -d{args.seconds}s, one run")
         for name, r in results.items():
-            print(
-                f"  {name:8} {r['rps']:9.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
-            )
+            latency = f"p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
+            print(f"  {name:8} {r['rps']:9.0f} req/s   {latency}")
         g, d, n = results["gateway"], results["direct"], results["nginx"]
         print(
             f"  gateway/direct {g['rps'] / d['rps']:.2f}   gateway/nginx {g['rps'] / n['rps']:.2f}"
