@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request, Response
 
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
+from sensor_backend.core.errors import Unavailable
 from sensor_backend.core.jwks import JwksCache
 from sensor_backend.core.jwt_verify import JwtVerifier
 from sensor_backend.core.token_auth import Authenticated, TokenAuthenticator, require_admin
@@ -72,6 +73,14 @@ class AuthGuard:
         if self._jwks is not None:
             await self._jwks.stop()
 
+    async def authenticate(self, authorization: str | None) -> Authenticated:
+        result = await self.authenticator.authenticate(authorization)
+        if result.mode == "fallback" and not self.ctx.settings.auth_fallback:
+            raise Unavailable(
+                "auth unavailable and fallback validation is disabled", retry_after_s=5
+            )
+        return result
+
     @property
     def authenticator(self) -> TokenAuthenticator:
         if self._authenticator is None:
@@ -86,7 +95,7 @@ class AuthGuard:
 
 async def require_token(request: Request, response: Response) -> Authenticated:
     guard: AuthGuard = request.app.state.guard
-    result = await guard.authenticator.authenticate(request.headers.get("authorization"))
+    result = await guard.authenticate(request.headers.get("authorization"))
     if result.mode == "fallback":
         response.headers[AUTH_MODE_HEADER] = "fallback"
     request.state.auth = result

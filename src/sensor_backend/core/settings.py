@@ -71,6 +71,9 @@ class ServiceSettings(BaseSettings):
     jwt_audience: str = Field(
         default="sensor-backend", validation_alias=AliasChoices("JWT_AUDIENCE")
     )
+    # Local JWKS validation when auth is down (DESIGN.md §4). Off only to prove, in drills,
+    # that the drill notices a missing resilience feature.
+    auth_fallback: bool = Field(default=True, validation_alias=AliasChoices("AUTH_FALLBACK"))
     # Health probes of dependencies run in the background; /health reads the cache.
     health_probe_interval_s: float = Field(default=2.0, gt=0)
 

@@ -47,7 +47,7 @@ class Gateway:
                 break
         if authorization is None:
             raise Unauthorized("missing bearer token", token_error=False)
-        result = await self.guard.authenticator.authenticate(authorization)
+        result = await self.guard.authenticate(authorization)
         return FALLBACK if result.mode == "fallback" else None
 
     @staticmethod

@@ -28,7 +28,8 @@ import aiohttp
 from rich.console import Console
 from rich.live import Live
 
-from sensor_backend.launcher import layout
+from sensor_backend.launcher import drills, layout
+from sensor_backend.launcher.control import ACTIONS, ControlClient, ControlError, ControlServer
 from sensor_backend.launcher.display import component_table
 from sensor_backend.launcher.probes import probe
 from sensor_backend.launcher.state import LauncherLock, pid_alive, read_state
@@ -99,6 +100,33 @@ def already_running(data_dir: Path) -> None:
     )
 
 
+async def _start_or_interrupt(
+    supervisor: Supervisor, stop: asyncio.Event, timeout_s: float
+) -> None:
+    """Start everything, unless a stop signal comes first (then KeyboardInterrupt)."""
+    starting = asyncio.create_task(supervisor.start_all(timeout_s))
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if stopped in done:
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        raise KeyboardInterrupt
+    stopped.cancel()
+    starting.result()
+
+
+async def _watch(supervisor: Supervisor, stop: asyncio.Event) -> None:
+    """Report components that exit until a stop signal comes."""
+    while not stop.is_set():
+        for name in supervisor.reap():
+            m = supervisor.managed[name]
+            err.print(
+                f"[red]{name} exited[/red] with code {m.state.exit_code} (log: {m.state.log})"
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
 async def run_up(options: layout.LaunchOptions, timeout_s: float) -> int:
     lock = LauncherLock(options.data_dir)
     if not lock.acquire():
@@ -111,20 +139,15 @@ async def run_up(options: layout.LaunchOptions, timeout_s: float) -> int:
         loop.add_signal_handler(sig, stop.set)
     live = Live(console=console, auto_refresh=False, transient=False)
     supervisor = Supervisor(components, data_dir=options.data_dir)
+    control = ControlServer(supervisor)
     supervisor.on_change = lambda: live.update(component_table(supervisor.state), refresh=True)
     code = 0
     try:
         with live:
             supervisor.changed()
-            starting = asyncio.create_task(supervisor.start_all(timeout_s))
-            stopped = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if stopped in done:
-                starting.cancel()
-                await asyncio.gather(starting, return_exceptions=True)
-                raise KeyboardInterrupt  # noqa: TRY301 - unified stop path below
-            starting.result()
+            await _start_or_interrupt(supervisor, stop, timeout_s)
             health = await _settle(components, timeout_s=30.0)
+            await control.start()
             supervisor.set_phase("ready")
             live.update(component_table(supervisor.state, health), refresh=True)
         console.print(
@@ -132,28 +155,20 @@ async def run_up(options: layout.LaunchOptions, timeout_s: float) -> int:
             f"(password in {options.data_dir / 'secrets' / 'admin_password'})"
         )
         console.print("Ctrl-C or `sensor-backend down` stops everything.")
-        while not stop.is_set():
-            for name in supervisor.reap():
-                m = supervisor.managed[name]
-                err.print(
-                    f"[red]{name} exited[/red] with code {m.state.exit_code} (log: {m.state.log})"
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
+        await _watch(supervisor, stop)
     except StartupError as exc:
         err.print(f"[red]failed to start[/red] {exc}")
         supervisor.set_phase("failed", str(exc))
         code = 1
     except KeyboardInterrupt:
-        code = 130
+        pass
     finally:
         supervisor.set_phase("stopping", supervisor.state.error)
+        await control.stop()
         console.print("stopping...")
         await supervisor.stop_all()
-        supervisor.set_phase("stopped" if code != 1 else "failed", supervisor.state.error)
+        supervisor.set_phase("failed" if code else "stopped", supervisor.state.error)
         lock.release()
-    if code == 130:  # noqa: PLR2004 - conventional exit code after SIGINT
-        code = 0
     return code
 
 
@@ -273,6 +288,56 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_component(args: argparse.Namespace) -> int:
+    """Kill, stop, start, restart, freeze or thaw one component of the running system."""
+    client = ControlClient(Path(args.data_dir).resolve())
+    try:
+        result = asyncio.run(client.act(args.component, args.command))
+    except (ControlError, OSError) as exc:
+        err.print(f"[red]{args.command} {args.component} failed[/red]: {exc}")
+        return 1
+    state = result["state"]
+    console.print(f"{args.component}: {state['state']} (pid {state['pid']})")
+    return 0
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    """Run resilience drills against the running system; non-zero exit if one fails."""
+    data_dir = Path(args.data_dir).resolve()
+    state = read_state(data_dir)
+    if state is None or not pid_alive(state.supervisor_pid) or state.phase != "ready":
+        err.print("[red]no running system[/red]: start it with `sensor-backend up` first")
+        return 2
+    gateway = next((c for c in state.components if c.service == "gateway"), None)
+    if gateway is None:
+        err.print("[red]the running system has no gateway[/red]")
+        return 2
+    names = list(drills.SCENARIOS) if args.scenario == "all" else [args.scenario]
+    drill = drills.Drill(
+        data_dir, gateway.url, admin_password(data_dir), [c.name for c in state.components]
+    )
+
+    async def run() -> list[drills.DrillReport]:
+        try:
+            return await drills.run_drills(drill, names, args.service)
+        finally:
+            await drill.close()
+
+    reports = asyncio.run(run())
+    for report in reports:
+        mark = "[green]held[/green]" if report.ok else "[red]FAILED[/red]"
+        console.print(f"[bold]drill {report.name}[/bold]: {mark}")
+        for step in report.steps:
+            sign = "[green]✓[/green]" if step.ok else "[red]✗[/red]"
+            detail = f"  [dim]({step.detail})[/dim]" if step.detail and not step.ok else ""
+            console.print(f"  {sign} {step.text}{detail}")
+    failed = [r.name for r in reports if not r.ok]
+    if failed:
+        err.print(f"[red]expectations broken in: {', '.join(failed)}[/red]")
+        return 1
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     try:
         options = options_from(args)
@@ -319,6 +384,29 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     down = sub.add_parser("down", parents=[common], help="stop everything")
     down.set_defaults(func=cmd_down)
+    drill = sub.add_parser("drill", parents=[common], help="run a resilience drill live")
+    drill.add_argument("scenario", choices=[*drills.SCENARIOS, "all"])
+    drill.add_argument(
+        "--service",
+        default="sensor",
+        choices=["auth", "sensor", "events"],
+        help="the service to freeze (freeze drill)",
+    )
+    drill.set_defaults(func=cmd_drill)
+    helps = {
+        "kill": "SIGKILL a component (a crash)",
+        "stop": "stop a component gracefully",
+        "start": "start a stopped or killed component",
+        "restart": "stop and start a component",
+        "freeze": "SIGSTOP a component (a hang)",
+        "thaw": "SIGCONT a frozen component",
+    }
+    for action in ACTIONS:
+        one = sub.add_parser(action, parents=[common], help=helps[action])
+        one.add_argument(
+            "component", help="postgres, broker, auth, sensor, sensor-2, events, gateway"
+        )
+        one.set_defaults(func=cmd_component)
     return parser
 
 

@@ -253,6 +253,12 @@ class Supervisor:
             self.changed()
         return exited
 
+    def after_kill(self, name: str) -> None:
+        """Clean up after a SIGKILL: a killed postmaster leaves backends holding its memory."""
+        m = self.managed[name]
+        if m.component.kind is Kind.POSTGRES and m.process is not None:
+            embedded_postgres.kill_leftovers(m.process)
+
     # -- signals -----------------------------------------------------------------------
     def signal(self, name: str, sig: signal.Signals) -> None:
         m = self.managed[name]

@@ -1,0 +1,320 @@
+"""``sensor-backend drill <scenario>``: the original notes' resilience tests, run live.
+
+Against a system started by ``sensor-backend up``: each drill breaks one component through
+the supervisor's control socket (SIGKILL or SIGSTOP, real processes), checks what the notes
+promise through the gateway, restores the component, and reports every step. The exit code
+is non-zero when any expectation fails.
+
+    auth      kill auth: a sensor test still works (JWT fallback), login answers 503
+    events    kill events: a sensor test still works; its event waits and arrives after restart
+    database  kill PostgreSQL: 503 + Retry-After, no service dies, recovery without restarts
+    health    kill sensor: /health shows it unavailable and its breaker open
+    broker    kill the broker: events are queued and delivered when it returns
+    freeze    SIGSTOP a service (default sensor): timeouts open its breaker, 503s come fast
+    all       each in turn, restoring after each
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from sensor_backend.launcher.control import ControlClient
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+SERVICES = ("auth", "sensor", "events", "gateway")
+
+
+@dataclass
+class Step:
+    text: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class DrillReport:
+    name: str
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(step.ok for step in self.steps)
+
+    def check(self, text: str, ok: bool, detail: str = "") -> bool:  # noqa: FBT001 - reads as a sentence
+        self.steps.append(Step(text, ok, detail))
+        return ok
+
+
+class Drill:
+    def __init__(
+        self, data_dir: Path, gateway_url: str, admin_password: str, components: list[str]
+    ) -> None:
+        self.control = ControlClient(data_dir)
+        self.gateway = gateway_url
+        self.password = admin_password
+        self.components = components
+        self.http = httpx.AsyncClient(timeout=15)
+        self._token: str | None = None
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    # -- helpers ---------------------------------------------------------------------
+    async def token(self) -> str:
+        if self._token is None:
+            response = await self.http.post(
+                f"{self.gateway}/auth/token", data={"username": "admin", "password": self.password}
+            )
+            response.raise_for_status()
+            self._token = response.json()["access_token"]
+        return self._token
+
+    async def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.token()}"}
+
+    async def start_test(self, device: str) -> httpx.Response:
+        body = {"device_id": device, "simulate": {"n": 300, "seed": 7}}
+        return await self.http.post(
+            f"{self.gateway}/test/sensor/temperature", json=body, headers=await self.headers()
+        )
+
+    async def wait_test(self, test_id: str, timeout_s: float = 60) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            response = await self.http.get(
+                f"{self.gateway}/test/{test_id}", headers=await self.headers()
+            )
+            if response.status_code == 200 and response.json().get("status") in {
+                "completed",
+                "failed",
+            }:
+                doc: dict[str, Any] = response.json()
+                return doc
+            await asyncio.sleep(0.5)
+        return None
+
+    async def gateway_health(self) -> dict[str, Any]:
+        doc: dict[str, Any] = (await self.http.get(f"{self.gateway}/health", timeout=5)).json()
+        return doc
+
+    async def until(self, predicate: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if await predicate():
+                    return True
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            await asyncio.sleep(0.5)
+        return False
+
+    async def services_alive(self, except_: str | None = None) -> list[str]:
+        """Names of service processes that are not running (other than ``except_``)."""
+        doc = await self.control.components()
+        return [
+            c["name"]
+            for c in doc["components"]
+            if c["kind"] == "service"
+            and c["name"] != except_
+            and c["state"] not in {"running", "frozen"}
+        ]
+
+    async def event_logged(self, subject: str) -> int:
+        response = await self.http.get(
+            f"{self.gateway}/events/logs",
+            params={"subject": subject, "type": "sensor.test.completed"},
+            headers=await self.headers(),
+        )
+        return len(response.json()["items"]) if response.status_code == 200 else 0
+
+    # -- scenarios -------------------------------------------------------------------
+    async def auth(self, r: DrillReport) -> None:
+        await self.token()
+        await self.control.act("auth", "kill")
+        try:
+            response = await self.start_test(f"drill-auth-{uuid.uuid4().hex[:8]}")
+            r.check(
+                "a sensor test is accepted with auth down (202)",
+                response.status_code == 202,
+                f"got {response.status_code}: {response.text[:200]}",
+            )
+            r.check(
+                "the gateway says it validated locally (X-Auth-Mode: fallback)",
+                response.headers.get("x-auth-mode") == "fallback",
+                str(response.headers.get("x-auth-mode")),
+            )
+            if response.status_code == 202:
+                done = await self.wait_test(response.json()["test_id"])
+                r.check("the test completes", done is not None and done["status"] == "completed")
+            login = await self.http.post(
+                f"{self.gateway}/auth/token", data={"username": "admin", "password": "x"}
+            )
+            r.check(
+                "login answers 503 with Retry-After",
+                login.status_code == 503 and "retry-after" in login.headers,
+                f"got {login.status_code}",
+            )
+        finally:
+            await self.control.act("auth", "start")
+        ok = await self.until(lambda: self._service_status("auth", "healthy"), 30)
+        r.check("auth is healthy again after restart", ok)
+
+    async def events(self, r: DrillReport) -> None:
+        device = f"drill-events-{uuid.uuid4().hex[:8]}"
+        await self.control.act("events", "kill")
+        try:
+            response = await self.start_test(device)
+            r.check(
+                "a sensor test is accepted with the event service down",
+                response.status_code == 202,
+                f"got {response.status_code}: {response.text[:200]}",
+            )
+            if response.status_code == 202:
+                done = await self.wait_test(response.json()["test_id"])
+                r.check("the test completes", done is not None and done["status"] == "completed")
+        finally:
+            await self.control.act("events", "start")
+        ok = await self.until(lambda: self._logged(device, 1), 60)
+        r.check("its sensor.test.completed event arrives once after the restart", ok)
+
+    async def database(self, r: DrillReport) -> None:
+        await self.token()
+        await self.control.act("postgres", "kill")
+        try:
+            answers = [await self.start_test(f"drill-db-{i}") for i in range(6)]
+            codes = [a.status_code for a in answers]
+            r.check("sensor tests answer 503, never 500", all(c == 503 for c in codes), str(codes))
+            r.check(
+                "every 503 carries Retry-After",
+                all("retry-after" in a.headers for a in answers if a.status_code == 503),
+            )
+            dead = await self.services_alive()
+            r.check("no service process died", not dead, ", ".join(dead))
+        finally:
+            await self.control.act("postgres", "start")
+        ok = await self.until(self._accepted, 90)
+        r.check("tests are accepted again without restarting any service", ok)
+        dead = await self.services_alive()
+        r.check("still no service process died", not dead, ", ".join(dead))
+
+    async def health(self, r: DrillReport) -> None:
+        await self.control.act("sensor", "kill")
+        try:
+            for _ in range(8):
+                await self.start_test("drill-health")
+            doc = await self.gateway_health()
+            r.check(
+                "/health shows the sensor service unavailable",
+                doc["services"]["sensor"]["status"] == "unavailable",
+                doc["services"]["sensor"]["status"],
+            )
+            r.check(
+                "/health shows the sensor breaker open",
+                doc["circuit_breakers"]["sensor"]["open"] is True,
+                str(doc["circuit_breakers"]["sensor"]["state"]),
+            )
+            r.check(
+                "overall_status is degraded",
+                doc["overall_status"] == "degraded",
+                doc["overall_status"],
+            )
+        finally:
+            await self.control.act("sensor", "start")
+            await self.http.post(
+                f"{self.gateway}/circuit-breaker/reset/sensor", headers=await self.headers()
+            )
+        ok = await self.until(lambda: self._service_status("sensor", "healthy"), 30)
+        r.check("the sensor service is healthy again", ok)
+
+    async def broker(self, r: DrillReport) -> None:
+        subject = f"drill-broker-{uuid.uuid4().hex[:8]}"
+        event = {
+            "id": str(uuid.uuid4()),
+            "source": "/drill",
+            "type": "sensor.test.completed",
+            "subject": subject,
+        }
+        await self.control.act("broker", "kill")
+        try:
+            response = await self.http.post(
+                f"{self.gateway}/events", json=event, headers=await self.headers()
+            )
+            r.check(
+                "an event is accepted and queued with the broker down (202)",
+                response.status_code == 202 and response.json().get("status") == "queued",
+                f"got {response.status_code}: {response.text[:200]}",
+            )
+        finally:
+            await self.control.act("broker", "start")
+        ok = await self.until(lambda: self._logged(subject, 1), 60)
+        r.check("it is delivered once the broker returns", ok)
+
+    async def freeze(self, r: DrillReport, service: str = "sensor") -> None:
+        await self.token()
+        await self.control.act(service, "freeze")
+        try:
+            codes = []
+            for _ in range(12):
+                response = await self.start_test("drill-freeze")
+                codes.append(response.status_code)
+                if (await self.gateway_health())["circuit_breakers"].get(service, {}).get("open"):
+                    break
+            r.check(
+                f"requests to a hung {service} fail as 503, never 500",
+                all(c in {202, 503} for c in codes),
+                str(codes),
+            )
+            started = time.perf_counter()
+            fast = await self.start_test("drill-freeze")
+            elapsed = time.perf_counter() - started
+            r.check(
+                "once the breaker is open, 503 comes back fast (< 0.5 s)",
+                fast.status_code == 503 and elapsed < 0.5,
+                f"{fast.status_code} in {elapsed:.3f} s",
+            )
+        finally:
+            await self.control.act(service, "thaw")
+            await self.http.post(
+                f"{self.gateway}/circuit-breaker/reset/{service}", headers=await self.headers()
+            )
+        ok = await self.until(self._accepted, 60)
+        r.check(f"{service} serves again after SIGCONT", ok)
+
+    # -- predicates ------------------------------------------------------------------
+    async def _service_status(self, service: str, status: str) -> bool:
+        return bool((await self.gateway_health())["services"][service]["status"] == status)
+
+    async def _logged(self, subject: str, count: int) -> bool:
+        return await self.event_logged(subject) == count
+
+    async def _accepted(self) -> bool:
+        return (await self.start_test("drill-recovery")).status_code == 202
+
+
+SCENARIOS = ("auth", "events", "database", "health", "broker", "freeze")
+
+
+async def run_drills(
+    drill: Drill, names: list[str], freeze_target: str = "sensor"
+) -> list[DrillReport]:
+    reports = []
+    for name in names:
+        report = DrillReport(name)
+        try:
+            if name == "freeze":
+                await drill.freeze(report, freeze_target)
+            else:
+                await getattr(drill, name)(report)
+        except Exception as exc:  # noqa: BLE001 - a drill that crashes is a failed drill
+            report.check("the drill ran to the end", False, f"{type(exc).__name__}: {exc}")  # noqa: FBT003
+        reports.append(report)
+    return reports
