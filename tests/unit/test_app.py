@@ -423,7 +423,9 @@ async def test_health_returns_monitor_report(
     assert response.status_code == 200
     doc = response.json()
     assert doc["service"] == "demo"
-    assert doc["instance"] == "demo-8099"
+    assert doc["instance"] == ctx.settings.instance_id
+    assert doc["instance"].startswith("demo-")
+    assert doc["instance"].endswith("-8099")
     assert doc["status"] == "healthy"
     assert doc["checks"]["database"]["status"] == "up"
     assert doc["checks"]["database"]["ping_ms"] == 0.1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ SHARED_NAMES = frozenset(
 ALL_CLASSES = (AuthSettings, SensorSettings, EventsSettings, GatewaySettings)
 DB_CLASSES = (AuthSettings, SensorSettings, EventsSettings)
 
+HOST = socket.gethostname().split(".")[0]
+
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,11 +60,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_default_port_and_instance_id(cls: type[ServiceSettings], name: str, port: int) -> None:
-    """Each service defaults to its own port and an instance id of ``<service>-<port>``."""
+    """Each service defaults to its own port and an instance id of ``<service>-<host>-<port>``."""
     settings = cls()
     assert settings.service_name == name
     assert settings.port == port
-    assert settings.instance_id == f"{name}-{port}"
+    assert settings.instance_id == f"{name}-{HOST}-{port}"
     assert settings.host == "127.0.0.1"
     assert settings.environment is Environment.DEVELOPMENT
 
@@ -84,7 +87,7 @@ def test_prefixed_port_host_and_instance(
     settings = cls()
     assert settings.port == 9123
     assert settings.host == "0.0.0.0"
-    assert settings.instance_id == f"{cls.service_name}-9123"
+    assert settings.instance_id == f"{cls.service_name}-{HOST}-9123"
     monkeypatch.setenv(f"{prefix}INSTANCE_ID", "custom-1")
     assert cls().instance_id == "custom-1"
 

@@ -72,16 +72,33 @@ Service = Annotated[AuthService, Depends(service)]
 AuthorizationHeader = Annotated[str | None, Header(alias="Authorization")]
 
 
+def _trusted(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
 def client_address(request: Request, trusted: list[str]) -> str:
-    """The client's address: the last X-Forwarded-For hop when the peer is a trusted proxy."""
+    """The client's address, read through trusted proxies (addresses or CIDR ranges).
+
+    X-Forwarded-For is read right to left, skipping hops that are themselves trusted
+    proxies (nginx, the gateway); the first untrusted hop is the client. Anyone else's
+    X-Forwarded-For is ignored, so a client cannot choose its own rate-limit bucket.
+    """
     peer = request.client.host if request.client else "unknown"
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded and peer in trusted:
-        hop = forwarded.split(",")[-1].strip()
+    networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+    if not _trusted(peer, networks):
+        return peer
+    forwarded = request.headers.get("x-forwarded-for", "")
+    for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
         try:
-            return str(ipaddress.ip_address(hop))
+            address = str(ipaddress.ip_address(hop))
         except ValueError:
             return peer
+        if not _trusted(address, networks):
+            return address
     return peer
 
 

@@ -11,6 +11,7 @@ Placeholder secrets are refused outside development, as in the FastAPI full-stac
 
 from __future__ import annotations
 
+import socket
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
@@ -83,7 +84,9 @@ class ServiceSettings(BaseSettings):
         if self.port == 0:
             object.__setattr__(self, "port", self.default_port)
         if not self.instance_id:
-            object.__setattr__(self, "instance_id", f"{self.service_name}-{self.port}")
+            # The host name tells container replicas apart (all listen on the same port).
+            host = socket.gethostname().split(".")[0]
+            object.__setattr__(self, "instance_id", f"{self.service_name}-{host}-{self.port}")
         return self
 
     @property
