@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sensor_backend.core.app import ServiceContext, create_app
+from sensor_backend.core.security import AuthGuard
 from sensor_backend.core.service import attach_database
 from sensor_backend.core.upstreams import SessionHolder, add_service_probes
+from sensor_backend.sensor.routes import router
+from sensor_backend.sensor.service import SensorService
 from sensor_backend.sensor.settings import SensorSettings
 
 if TYPE_CHECKING:
@@ -15,14 +18,26 @@ if TYPE_CHECKING:
 
 def build_app(settings: SensorSettings | None = None) -> FastAPI:
     settings = settings or SensorSettings()
-    ctx = ServiceContext(settings)
+    # The body limit is sized for a million readings (settings.py); only POST /test needs
+    # it, and every body is read after the token check.
+    ctx = ServiceContext(settings, max_body_bytes=settings.max_body_bytes)
     db = attach_database(ctx, settings, schema="sensor", package="sensor_backend.sensor")
     http = SessionHolder(ctx)
+    guard = AuthGuard(
+        ctx, http, auth_urls=settings.auth_service_urls, jwks_path=settings.spool_dir / "jwks.json"
+    )
     # Auth and events are soft dependencies: JWKS fallback and the outbox keep the sensor
     # service working without them (DESIGN.md §4, §5), so they only degrade its status.
     add_service_probes(ctx, http, "auth", settings.auth_service_urls)
     add_service_probes(ctx, http, "events", settings.events_service_urls)
+    sensor = SensorService(ctx, settings, db, http)
+    ctx.on_startup.append(sensor.start)
+    ctx.on_shutdown.append(sensor.stop)
+    ctx.health.add_extra(sensor.facts)
     app = create_app(ctx, title="sensor-backend sensor service")
+    app.include_router(router)
     app.state.db = db
     app.state.http = http
+    app.state.guard = guard
+    app.state.sensor = sensor
     return app

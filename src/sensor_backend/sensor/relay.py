@@ -1,0 +1,230 @@
+"""The outbox relay: delivers ``sensor.outbox`` rows to the event service's ``/send-event``.
+
+Every replica runs one relay; claims (SKIP LOCKED plus a lease, :mod:`.outbox`) keep them
+from posting the same rows at once. A round: check the ``events`` breaker, get the service
+account's token (:mod:`sensor_backend.core.service_token`), claim a batch, POST it as one
+JSON array, then act on the answer:
+
+======================  ==========================================================
+answer                  what happens to the rows
+======================  ==========================================================
+200, 201, 202           ``sent`` (201 produced, 202 spooled by the event service,
+                        200 all duplicates: it had them already)
+401                     token invalidated, rows retried soon with a fresh token
+408, 429, 5xx, no answer  retried with capped exponential backoff and full jitter
+                        (``core.retry.backoff_s``); 5xx and errors count against the
+                        breaker, which stops all delivery while the service is down
+other 4xx               a batch is split and each event sent alone, so one bad event
+                        cannot hold back the others; a single refused event is
+                        ``dead`` with the status and body as the reason
+======================  ==========================================================
+
+Delivery is at least once (a relay can die between the POST and marking the rows sent);
+the event id is the event service's dedup key, so a redelivery is answered "duplicate" and
+counted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from sensor_backend.core.breaker import BreakerState, CircuitOpenError
+from sensor_backend.core.db import DatabaseUnavailable
+from sensor_backend.core.log import get_logger
+from sensor_backend.core.retry import RetryPolicy, backoff_s
+from sensor_backend.core.service_token import ServiceTokenError, ServiceTokenProvider
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from sensor_backend.core.breaker import CircuitBreaker
+    from sensor_backend.core.upstreams import SessionHolder
+    from sensor_backend.sensor.metrics import SensorMetrics
+    from sensor_backend.sensor.outbox import Outbox, OutboxRow
+    from sensor_backend.sensor.settings import SensorSettings
+
+log = get_logger("sensor.relay")
+DELIVERED = frozenset({200, 201, 202})
+TRANSIENT_4XX = frozenset({408, 429})
+MAX_ANSWER_BYTES = 64 * 1024
+NO_TOKEN_WAIT_S = 2.0
+IDLE_WAIT_S = 1.0
+_RNG = random.Random()  # noqa: S311 - backoff jitter, not cryptography
+
+
+class Relay:
+    def __init__(
+        self,
+        settings: SensorSettings,
+        outbox: Outbox,
+        breaker: CircuitBreaker,
+        http: SessionHolder,
+        metrics: SensorMetrics,
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.breaker = breaker
+        self.http = http
+        self.metrics = metrics
+        self.name = f"{settings.instance_id}/{os.getpid()}/relay"
+        self.urls = [u.rstrip("/") + "/send-event" for u in settings.events_service_urls]
+        self.policy = RetryPolicy(
+            max_attempts=1_000_000, base_s=0.5, cap_s=settings.relay_max_backoff_s
+        )
+        self._preferred = 0
+        self._tokens: ServiceTokenProvider | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.state = "stopped"
+        self.counts = {"delivered": 0, "dead": 0, "retried": 0}
+        self.last_error: str | None = None
+
+    async def start(self) -> None:
+        self._tokens = ServiceTokenProvider(
+            self.http.session,
+            self.settings.auth_service_urls,
+            username=self.settings.service_account_username,
+            password=self.settings.service_account_password,
+            timeout_s=self.settings.http_total_timeout_s,
+        )
+        self._task = asyncio.create_task(self._loop(), name="sensor-outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.state = "stopped"
+
+    def wake(self) -> None:
+        """An event was written: deliver now rather than at the next poll."""
+        self._wake.set()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"state": self.state, **self.counts, "last_error": self.last_error}
+
+    # ------------------------------------------------------------------ loop
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                wait = await self._round()
+            except Exception as exc:
+                log.exception("relay round failed")
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                wait = IDLE_WAIT_S
+            if wait is None:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+
+    async def _round(self) -> float | None:
+        """One claim-and-deliver round; the wait before the next (None: at once)."""
+        tokens = self._tokens
+        assert tokens is not None  # noqa: S101 - set by start()
+        if not tokens.configured:
+            self.state = "no service account (SERVICE_ACCOUNT_PASSWORD unset): events wait"
+            return NO_TOKEN_WAIT_S * 5
+        if self.breaker.state is BreakerState.OPEN:
+            self.state = "events breaker open"
+            return max(self.breaker.retry_after_s, 0.05)
+        try:
+            authorization = await tokens.authorization()
+        except ServiceTokenError as exc:
+            self.state = "waiting for a service token"
+            self.last_error = str(exc)
+            return NO_TOKEN_WAIT_S
+        try:
+            rows = await self.outbox.claim(self.name, self.settings.relay_batch_size)
+        except DatabaseUnavailable as exc:
+            self.state = "waiting for database"
+            self.last_error = exc.message
+            return min(exc.retry_after_s, 5.0)
+        if not rows:
+            self.state = "idle"
+            return min(IDLE_WAIT_S, self.settings.poll_interval_s * 2)
+        self.state = "delivering"
+        await self._deliver(rows, authorization)
+        return None if len(rows) == self.settings.relay_batch_size else 0.0
+
+    # ------------------------------------------------------------------ delivery
+
+    async def _deliver(self, rows: list[OutboxRow], authorization: str) -> None:
+        seqs = [row.seq for row in rows]
+        try:
+            status, text = await self.breaker.call(
+                lambda: self._post([row.event for row in rows], authorization),
+                is_failure=lambda answer: answer[0] >= 500,  # noqa: PLR2004 - HTTP 5xx
+            )
+        except CircuitOpenError as exc:
+            await self._retry(rows, "breaker_open", "events breaker open", exc.retry_after_s)
+            return
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._rotate()
+            reason = f"event service unreachable: {type(exc).__name__}: {exc}"
+            await self._retry(rows, "unreachable", reason)
+            return
+        if status in DELIVERED:
+            await self._db(self.outbox.mark_sent(seqs))
+            self.counts["delivered"] += len(rows)
+            self.metrics.delivered.inc(len(rows))
+            self.last_error = None
+        elif status == 401:  # noqa: PLR2004 - HTTP Unauthorized
+            assert self._tokens is not None  # noqa: S101 - set by start()
+            self._tokens.invalidate()
+            await self._retry(rows, "unauthorized", "401 from the event service", 0.2)
+        elif status in TRANSIENT_4XX or status >= 500:  # noqa: PLR2004 - HTTP 5xx
+            kind = "throttled"
+            if status >= 500:  # noqa: PLR2004 - HTTP 5xx
+                self._rotate()
+                kind = "server_error"
+            await self._retry(rows, kind, f"event service answered {status}: {text[:300]}")
+        elif len(rows) > 1:
+            for row in rows:  # find the event it refuses; deliver the others
+                await self._deliver([row], authorization)
+        else:
+            reason = f"refused by the event service: {status} {text[:700]}"
+            await self._db(self.outbox.mark_dead(rows[0].seq, reason))
+            self.counts["dead"] += 1
+            self.metrics.dead.inc()
+            self.last_error = reason[:300]
+            log.error("outbox event dead", event_id=rows[0].event_id, status=status)
+
+    async def _post(self, events: list[dict[str, Any]], authorization: str) -> tuple[int, str]:
+        url = self.urls[self._preferred]
+        headers = {"Authorization": authorization, "Content-Type": "application/json"}
+        async with self.http.session.post(url, data=json.dumps(events), headers=headers) as resp:
+            raw = await resp.content.read(MAX_ANSWER_BYTES)
+            return resp.status, raw.decode("utf-8", "replace")
+
+    def _rotate(self) -> None:
+        self._preferred = (self._preferred + 1) % len(self.urls)
+
+    async def _retry(
+        self, rows: list[OutboxRow], kind: str, reason: str, delay_s: float | None = None
+    ) -> None:
+        """Release rows for a later attempt: after ``delay_s``, or a backoff on attempts."""
+        if delay_s is None:
+            attempt = max(row.attempts for row in rows) - 1
+            delay_s = backoff_s(min(attempt, 30), self.policy, _RNG)
+        self.counts["retried"] += len(rows)
+        self.metrics.delivery_failures.labels(kind).inc(len(rows))
+        self.last_error = reason[:300]
+        await self._db(self.outbox.release([r.seq for r in rows], reason, delay_s=delay_s))
+
+    async def _db(self, call: Awaitable[None]) -> None:
+        """Outbox bookkeeping; if the database is away, the lease runs out and rows retry."""
+        try:
+            await call
+        except DatabaseUnavailable as exc:
+            self.last_error = exc.message
+            log.warning("outbox update lost; rows retry after their lease", reason=exc.message)

@@ -1,0 +1,185 @@
+"""HTTP routes of the sensor service: tests and sensor types (every one needs a token).
+
+Bodies are read by hand after the token check (FastAPI reads a declared body *before* its
+dependencies run, so a declared body would let anyone make us buffer 64 MiB) and parsed in
+a thread (a million readings is a quarter second of parsing, which must not stall the
+event loop). The OpenAPI document still shows the body schemas via ``openapi_extra``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+
+from sensor_backend.core.db import DatabaseUnavailable
+from sensor_backend.core.errors import NotFound
+from sensor_backend.core.security import AdminToken, Token
+from sensor_backend.sensor.catalog import describe, parse_new_type
+from sensor_backend.sensor.models import TestRequest, check_idempotency_key, parse_test_request
+from sensor_backend.sensor.repository import ListFilter, links
+from sensor_backend.sensor.service import SensorService  # noqa: TC001 - FastAPI resolves it
+from sensor_backend.sensor.specs import ALIASES, BUILTIN_SPECS, SensorSpec
+
+router = APIRouter()
+
+TypeName = Annotated[str, Path(min_length=1, max_length=100)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="same key and body: the same test again; same key, other body: 422",
+    ),
+]
+
+
+def service(request: Request) -> SensorService:
+    svc: SensorService = request.app.state.sensor
+    return svc
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its ``$defs`` inlined (OpenAPI resolves refs from the root)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:  # noqa: ANN401 - any JSON schema node
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            # A discriminator's mapping points into $defs; the inlined oneOf needs none.
+            return {k: walk(v) for k, v in node.items() if k != "discriminator"}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
+
+
+def _body(model: type[TestRequest | SensorSpec], *, required: bool) -> dict[str, Any]:
+    schema = _inline(model.model_json_schema())
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+@router.post(
+    "/test/{sensor_type}",
+    tags=["tests"],
+    status_code=202,
+    openapi_extra=_body(TestRequest, required=False),
+    summary="Queue a sensor test (no body: a default simulated test)",
+)
+@router.post(
+    "/test/sensor/{sensor_type}",
+    tags=["tests"],
+    status_code=202,
+    openapi_extra=_body(TestRequest, required=False),
+    summary="Same as POST /test/{sensor_type} (the original notes' path)",
+)
+async def submit_test(
+    request: Request,
+    response: Response,
+    sensor_type: TypeName,
+    auth: Token,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """202 with the test id; poll ``links.self`` for the status and the result."""
+    svc = service(request)
+    key = check_idempotency_key(idempotency_key)
+    raw = await request.body()
+    parsed = await asyncio.to_thread(
+        parse_test_request, raw, sensor_type, max_readings=svc.settings.max_readings
+    )
+    submitted = await svc.submit(
+        sensor_type, parsed, submitted_by=auth.claims.sub, idempotency_key=key
+    )
+    response.headers["Location"] = f"/test/{submitted.test_id}"
+    if not submitted.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return {
+        "test_id": str(submitted.test_id),
+        "status": submitted.status,
+        "links": links(submitted.test_id),
+    }
+
+
+@router.get("/test/{test_id}", tags=["tests"])
+async def get_test(request: Request, test_id: uuid.UUID, _: Token) -> dict[str, Any]:
+    """Status (queued, running, completed, failed); the full result once completed."""
+    doc = await service(request).tests.get(test_id)
+    if doc is None:
+        raise NotFound(f"no test {test_id}")
+    return doc
+
+
+@router.get("/tests", tags=["tests"])
+async def list_tests(  # noqa: PLR0917 - FastAPI query parameters
+    request: Request,
+    _: Token,
+    sensor_type: Annotated[str | None, Query(max_length=100)] = None,
+    device_id: Annotated[str | None, Query(max_length=128)] = None,
+    verdict: Literal["pass", "suspect", "fail"] | None = None,
+    status: Literal["queued", "running", "completed", "failed"] | None = None,
+    since: datetime | None = None,
+    before: Annotated[int | None, Query(ge=1, description="cursor: `next` of a page")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """Tests newest first, filtered; ``next`` is the cursor for the following page."""
+    flt = ListFilter(
+        sensor_type=ALIASES.get(sensor_type, sensor_type) if sensor_type else None,
+        device_id=device_id,
+        verdict=verdict,
+        status=status,
+        since=since,
+        before=before,
+        limit=limit,
+    )
+    items = await service(request).tests.list(flt)
+    next_cursor = items[-1]["seq"] if len(items) == limit else None
+    return {"items": items, "count": len(items), "next": next_cursor}
+
+
+@router.get("/sensor-types", tags=["sensor types"])
+async def list_sensor_types(request: Request, _: Token) -> dict[str, Any]:
+    """Built-in types (datasheet specs), their aliases and user-defined types.
+
+    With the database down the built-ins are still listed (``complete`` is then false).
+    """
+    items = [describe(s, builtin=True) for s in BUILTIN_SPECS.values()]
+    try:
+        user = await service(request).catalog.user_types()
+    except DatabaseUnavailable:
+        return {"items": items, "aliases": dict(ALIASES), "count": len(items), "complete": False}
+    items += [describe(s, builtin=False) for s in user]
+    return {"items": items, "aliases": dict(ALIASES), "count": len(items), "complete": True}
+
+
+@router.get("/sensor-types/{name}", tags=["sensor types"])
+async def get_sensor_type(request: Request, name: TypeName, _: Token) -> dict[str, Any]:
+    """One type's spec (aliases resolve); 404 lists the known names."""
+    spec, builtin = await service(request).catalog.resolve(name)
+    return describe(spec, builtin=builtin)
+
+
+@router.post(
+    "/sensor-types",
+    tags=["sensor types"],
+    status_code=201,
+    openapi_extra=_body(SensorSpec, required=True),
+)
+async def create_sensor_type(
+    request: Request, response: Response, auth: AdminToken
+) -> dict[str, Any]:
+    """Define a sensor type (admin): a complete spec under a new lowercase name."""
+    spec = parse_new_type(await request.body())
+    await service(request).catalog.create(spec, created_by=auth.claims.sub)
+    response.headers["Location"] = f"/sensor-types/{spec.name}"
+    return describe(spec, builtin=False)

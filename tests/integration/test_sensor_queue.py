@@ -1,0 +1,238 @@
+"""The durable queue and the outbox against the real embedded PostgreSQL (no HTTP).
+
+Claims are exclusive under concurrency, leases expire and are taken over, a stale lease
+cannot complete, failures end ``failed`` after max_attempts, and outbox claims are disjoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from importlib.resources import files
+
+import numpy as np
+import pytest
+
+from sensor_backend.core.db import Database
+from sensor_backend.sensor.jobs import JobQueue, Outcome
+from sensor_backend.sensor.outbox import Outbox
+from sensor_backend.sensor.repository import (
+    IdempotencyKeyReusedError,
+    NewTest,
+    TestRepository,
+    pack,
+)
+from sensor_backend.sensor.specs import get_spec
+
+pytestmark = pytest.mark.integration
+SPEC = get_spec("temperature").model_dump(mode="json")
+
+
+@pytest.fixture
+async def db(fresh_db_dsn):
+    database = Database(
+        dsn=fresh_db_dsn,
+        schema="sensor",
+        migrations=files("sensor_backend.sensor").joinpath("migrations"),
+        max_size=12,
+    )
+    await database.start()
+    await database.wait_until_up(30)
+    yield database
+    await database.stop()
+
+
+def new_test(*, key=None, fingerprint=b"f", max_attempts=3, values=None, device="dev-1"):
+    return NewTest(
+        sensor_type="pt100_class_a",
+        device_id=device,
+        source="simulate" if values is None else "readings",
+        spec=SPEC,
+        params={"simulate": {"n": 50, "seed": 1, "faults": []}},
+        n_readings=50,
+        submitted_by="alice",
+        idempotency_key=key,
+        fingerprint=fingerprint,
+        traceparent=None,
+        max_attempts=max_attempts,
+        values=pack(values),
+    )
+
+
+async def submit_many(db, count, **kw):
+    repo = TestRepository(db)
+    return [(await repo.submit(new_test(**kw))).test_id for _ in range(count)]
+
+
+OUTCOME = Outcome("pass", [], {"verdict": "pass"}, {"count": 50}, 1.0)
+
+
+async def outbox_rows(db, test_id):
+    async def read(conn):
+        return await conn.fetch("SELECT event_type, event FROM outbox WHERE test_id = $1", test_id)
+
+    return await db.run(read)
+
+
+async def test_concurrent_claims_never_share_a_job(db):
+    """Six workers claiming at once get every queued test exactly once, oldest first."""
+    ids = await submit_many(db, 30)
+    queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
+    claimed = []
+
+    async def worker(name):
+        while (job := await queue.claim(name)) is not None:
+            claimed.append(job.id)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(worker(f"w{i}") for i in range(6)))
+    assert sorted(claimed) == sorted(ids)
+    assert len(set(claimed)) == len(ids)
+
+
+async def test_claims_follow_submission_order(db):
+    """One worker claims tests in the order they were submitted."""
+    ids = await submit_many(db, 5)
+    queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
+    assert [(await queue.claim("w")).id for _ in ids] == ids
+    assert await queue.claim("w") is None
+
+
+async def test_completion_writes_result_and_one_event(db):
+    """Completing stores the verdict and exactly one outbox event with the test's event id."""
+    [test_id] = await submit_many(db, 1)
+    queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
+    job = await queue.claim("w")
+    assert await queue.complete(job, OUTCOME)
+    assert not await queue.complete(job, OUTCOME)  # already completed: the lease is gone
+    detail = await TestRepository(db).get(test_id)
+    assert (detail["status"], detail["verdict"], detail["attempts"]) == ("completed", "pass", 1)
+    rows = await outbox_rows(db, test_id)
+    assert len(rows) == 1
+    event = json.loads(rows[0]["event"])
+    assert event["id"] == detail["event"]["id"]
+    assert (event["type"], event["subject"]) == ("sensor.test.completed", "dev-1")
+    assert event["data"]["verdict"] == "pass"
+
+
+async def test_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(db):
+    """After the lease runs out the reaper re-queues the test; its first worker is locked out."""
+    [test_id] = await submit_many(db, 1)
+    queue = JobQueue(db, lease_s=0.3, retry_base_s=0.01)
+    first = await queue.claim("A")
+    assert await queue.reap() == {"queued": 0, "failed": 0}  # lease still valid
+    await asyncio.sleep(0.4)
+    assert await queue.reap() == {"queued": 1, "failed": 0}
+    second = await queue.claim("B")
+    assert (second.id, second.attempts) == (test_id, 2)
+    assert not await queue.heartbeat(first)
+    assert not await queue.complete(first, OUTCOME)
+    assert await queue.complete(second, OUTCOME)
+    assert len(await outbox_rows(db, test_id)) == 1
+
+
+async def test_heartbeat_keeps_the_lease(db):
+    """A worker that renews its lease keeps the test past the original lease time."""
+    await submit_many(db, 1)
+    queue = JobQueue(db, lease_s=0.3, retry_base_s=0.01)
+    job = await queue.claim("A")
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        assert await queue.heartbeat(job)
+    assert await queue.reap() == {"queued": 0, "failed": 0}
+    assert await queue.complete(job, OUTCOME)
+
+
+async def test_a_test_that_keeps_failing_ends_failed_with_the_reason(db):
+    """Three failed attempts: queued twice with backoff, then failed, with a failed event."""
+    [test_id] = await submit_many(db, 1, max_attempts=3)
+    queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
+    statuses = []
+    for _ in range(3):
+        job = None
+        while job is None:  # the retry becomes due after its (short) backoff
+            job = await queue.claim("w")
+            await asyncio.sleep(0.01)
+        statuses.append(await queue.fail_attempt(job, "boom", permanent=False))
+    assert statuses == ["queued", "queued", "failed"]
+    detail = await TestRepository(db).get(test_id)
+    assert detail["status"] == "failed"
+    assert detail["error"] == "gave up after 3 attempts: boom"
+    [row] = await outbox_rows(db, test_id)
+    assert row["event_type"] == "sensor.test.failed"
+    assert await queue.claim("w") is None
+
+
+async def test_invalid_input_fails_at_once(db):
+    """A permanent error (input that can never be analysed) is not retried."""
+    [test_id] = await submit_many(db, 1, max_attempts=3)
+    queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
+    job = await queue.claim("w")
+    assert await queue.fail_attempt(job, "too short", permanent=True) == "failed"
+    detail = await TestRepository(db).get(test_id)
+    assert (detail["error"], detail["attempts"]) == ("invalid input: too short", 1)
+
+
+async def test_a_test_whose_worker_always_dies_ends_failed(db):
+    """A poison test whose lease expires on every attempt ends failed, not in a loop."""
+    [test_id] = await submit_many(db, 1, max_attempts=2)
+    queue = JobQueue(db, lease_s=0.2, retry_base_s=0.01)
+    outcomes = []
+    for worker in ("A", "B"):
+        assert (await queue.claim(worker)).id == test_id
+        await asyncio.sleep(0.3)
+        outcomes.append(await queue.reap())
+    assert outcomes == [{"queued": 1, "failed": 0}, {"queued": 0, "failed": 1}]
+    detail = await TestRepository(db).get(test_id)
+    assert detail["status"] == "failed"
+    assert "lease of B expired (worker lost)" in detail["error"]
+
+
+async def test_release_hands_a_test_back_without_using_an_attempt(db):
+    """A graceful shutdown returns its test to the queue with its attempt count restored."""
+    [test_id] = await submit_many(db, 1)
+    queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
+    await queue.release(await queue.claim("A"))
+    job = await queue.claim("B")
+    assert (job.id, job.attempts) == (test_id, 1)
+
+
+async def test_readings_round_trip_as_float64(db):
+    """Stored readings come back bit for bit."""
+    values = np.random.default_rng(1).normal(20, 0.1, 1000)
+    repo = TestRepository(db)
+    await repo.submit(new_test(values=values))
+    queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
+    readings = await queue.readings(await queue.claim("w"))
+    assert np.array_equal(readings.values, values)
+    assert readings.timestamps is None
+
+
+async def test_idempotency_key_replays_and_refuses_other_bodies(db):
+    """Concurrent submissions with one key create one test; another body is refused."""
+    repo = TestRepository(db)
+    results = await asyncio.gather(*(repo.submit(new_test(key="k1")) for _ in range(5)))
+    assert sum(r.created for r in results) == 1
+    assert len({r.test_id for r in results}) == 1
+    with pytest.raises(IdempotencyKeyReusedError):
+        await repo.submit(new_test(key="k1", fingerprint=b"other"))
+    assert (await repo.submit(new_test(key="k2"))).created
+
+
+async def test_outbox_claims_are_disjoint_and_leased(db):
+    """Two relays claim disjoint batches; leased, sent and dead rows are not claimed again."""
+    ids = await submit_many(db, 10)
+    queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
+    for _ in ids:
+        assert await queue.complete(await queue.claim("w"), OUTCOME)
+    outbox = Outbox(db, lease_s=30)
+    first, second = await asyncio.gather(outbox.claim("r1", 6), outbox.claim("r2", 6))
+    seqs = [r.seq for r in first + second]
+    assert len(seqs) == len(set(seqs)) == 10
+    assert await outbox.claim("r3", 10) == []  # all leased
+    await outbox.release([first[0].seq], "later", delay_s=0.0)
+    await outbox.mark_sent([r.seq for r in first[1:]])
+    await outbox.mark_dead(second[0].seq, "422 refused")
+    again = await outbox.claim("r3", 10)
+    assert [r.seq for r in again] == [first[0].seq]
+    assert again[0].attempts == 2

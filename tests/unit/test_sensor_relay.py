@@ -1,0 +1,177 @@
+"""The outbox relay's answer handling against a real in-process HTTP server.
+
+The server plays auth's ``/token`` and the event service's ``/send-event`` with scripted
+statuses; an in-memory outbox records what the relay decides for each row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
+
+from sensor_backend.core.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from sensor_backend.core.http_client import make_session
+from sensor_backend.core.service_token import ServiceTokenProvider
+from sensor_backend.sensor.metrics import SensorMetrics
+from sensor_backend.sensor.outbox import OutboxRow
+from sensor_backend.sensor.relay import Relay
+from sensor_backend.sensor.settings import SensorSettings
+
+PASSWORD = "relay-password"  # noqa: S105 - a test fixture's password
+
+
+@dataclass
+class MemoryOutbox:
+    sent: list[int] = field(default_factory=list)
+    dead: dict[int, str] = field(default_factory=dict)
+    released: list[tuple[list[int], str, float]] = field(default_factory=list)
+
+    async def mark_sent(self, seqs: list[int]) -> None:
+        self.sent += seqs
+
+    async def mark_dead(self, seq: int, reason: str) -> None:
+        self.dead[seq] = reason
+
+    async def release(self, seqs: list[int], reason: str, *, delay_s: float) -> None:
+        self.released.append((seqs, reason, delay_s))
+
+
+class FakeEvents:
+    """``status`` answers every batch; an event whose id is in ``refuse`` gets a 422."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.status = 201
+        self.refuse: set[str] = set()
+        self.batches: list[list[dict[str, Any]]] = []
+        self.tokens_issued = 0
+        self.authorizations: list[str] = []
+
+    async def token(self, _request: web.Request) -> web.Response:
+        self.tokens_issued += 1
+        return web.json_response({"access_token": f"t{self.tokens_issued}", "expires_in": 3600})
+
+    async def send(self, request: web.Request) -> web.Response:
+        batch = json.loads(await request.read())
+        self.batches.append(batch)
+        self.authorizations.append(request.headers["Authorization"])
+        if any(event["id"] in self.refuse for event in batch):
+            return web.json_response({"error": "validation_error"}, status=422)
+        return web.json_response({"status": "ok"}, status=self.status)
+
+
+@pytest.fixture
+async def server():
+    fake = FakeEvents()
+    app = web.Application()
+    app.router.add_post("/token", fake.token)
+    app.router.add_post("/send-event", fake.send)
+    test_server = TestServer(app)
+    await test_server.start_server()
+    fake.url = str(test_server.make_url("")).rstrip("/")
+    yield fake
+    await test_server.close()
+
+
+@pytest.fixture
+async def relay(server):
+    settings = SensorSettings(
+        auth_service_urls=[server.url],
+        events_service_urls=[server.url],
+        service_account_password=PASSWORD,
+    )
+    breaker = CircuitBreaker("events", BreakerConfig(consecutive_failures=2, open_wait_s=60))
+    session = make_session()
+    outbox = MemoryOutbox()
+    metrics = SensorMetrics(CollectorRegistry(), dict)
+    instance = Relay(settings, outbox, breaker, SimpleNamespace(session=session), metrics)
+    # The tests drive deliveries by hand, so the relay's loop is never started.
+    instance._tokens = ServiceTokenProvider(
+        session, [server.url], username="sensor-relay", password=PASSWORD
+    )
+    instance.outbox_memory = outbox
+    yield instance
+    await session.close()
+
+
+def rows(*seqs: int, attempts: int = 1) -> list[OutboxRow]:
+    return [
+        OutboxRow(seq, f"00000000-0000-4000-8000-{seq:012d}", {"id": f"e{seq}"}, attempts)
+        for seq in seqs
+    ]
+
+
+async def deliver(relay: Relay, batch: list[OutboxRow]) -> MemoryOutbox:
+    await relay._deliver(batch, await relay._tokens.authorization())
+    return relay.outbox_memory
+
+
+@pytest.mark.parametrize("status", [200, 201, 202])
+async def test_accepted_answers_mark_the_batch_sent(server, relay, status):
+    """200 (duplicates), 201 (produced) and 202 (spooled) all mean delivered."""
+    server.status = status
+    outbox = await deliver(relay, rows(1, 2, 3))
+    assert outbox.sent == [1, 2, 3]
+    assert server.batches == [[{"id": "e1"}, {"id": "e2"}, {"id": "e3"}]]
+    assert relay.counts["delivered"] == 3
+
+
+async def test_a_401_renews_the_token_and_retries_soon(server, relay):
+    """401: the service token is dropped, the rows come back in 0.2 s, a new token is used."""
+    server.status = 401
+    outbox = await deliver(relay, rows(1))
+    assert outbox.released == [([1], "401 from the event service", 0.2)]
+    server.status = 201
+    await deliver(relay, rows(1))
+    assert server.authorizations == ["Bearer t1", "Bearer t2"]
+    assert relay.breaker.state is BreakerState.CLOSED
+
+
+async def test_throttling_is_retried_without_tripping_the_breaker(server, relay):
+    """429 is transient: rows are retried with backoff and the breaker stays closed."""
+    server.status = 429
+    for _ in range(3):
+        await deliver(relay, rows(1, attempts=3))
+    assert len(relay.outbox_memory.released) == 3
+    assert all(0 <= delay <= 2.0 for _, _, delay in relay.outbox_memory.released)
+    assert relay.breaker.state is BreakerState.CLOSED
+
+
+async def test_server_errors_trip_the_breaker_and_nothing_is_sent_while_open(server, relay):
+    """Two 503s open the breaker; the next batch is released untried with its wait."""
+    server.status = 503
+    await deliver(relay, rows(1))
+    await deliver(relay, rows(2))
+    assert relay.breaker.state is BreakerState.OPEN
+    await deliver(relay, rows(3))
+    assert len(server.batches) == 2
+    seqs, reason, delay = relay.outbox_memory.released[-1]
+    assert (seqs, reason) == ([3], "events breaker open")
+    assert delay > 50
+
+
+async def test_a_refused_event_is_dead_and_its_batch_mates_are_delivered(server, relay):
+    """A 422 for a batch is retried event by event: the bad one is dead, the others sent."""
+    server.refuse = {"e2"}
+    outbox = await deliver(relay, rows(1, 2, 3))
+    assert outbox.sent == [1, 3]
+    assert list(outbox.dead) == [2]
+    assert outbox.dead[2].startswith("refused by the event service: 422")
+    assert relay.counts["dead"] == 1
+
+
+async def test_an_unreachable_event_service_is_retried_later(server, relay):
+    """No answer at all (connection refused) releases the rows and counts against the breaker."""
+    relay.urls = ["http://127.0.0.1:9/send-event"]
+    outbox = await deliver(relay, rows(1))
+    [(seqs, reason, _)] = outbox.released
+    assert seqs == [1]
+    assert reason.startswith("event service unreachable")
+    assert relay.breaker.consecutive_failures == 1
