@@ -82,7 +82,31 @@ class Harness:
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> Harness:
         self.loop.run_until_complete(self.supervisor.start_all(timeout_s=60))
+        self.settle()
         return self
+
+    def settle(self, timeout_s: float = 30.0) -> None:
+        """Wait until every service reports itself healthy (as `sensor-backend up` does)."""
+        for comp in self.components:
+            if comp.kind is not layout.Kind.SERVICE or comp.service == "gateway":
+                continue
+
+            def healthy(url: str = comp.url) -> bool:
+                try:
+                    doc = httpx.get(f"{url}/health", timeout=2).json()
+                except (httpx.HTTPError, ValueError):
+                    return False
+                # Dependencies left out of this harness are expected to be down.
+                down = [n for n, c in doc.get("checks", {}).items() if c["status"] != "up"]
+                return all(n.split("[")[0] not in self.names_present() for n in down)
+
+            wait_for(healthy, timeout_s, interval=0.2)
+
+    def names_present(self) -> set[str]:
+        present = {c.name for c in self.components} | {c.service or "" for c in self.components}
+        if "postgres" in present:
+            present.add("database")
+        return present
 
     def close(self) -> None:
         try:
