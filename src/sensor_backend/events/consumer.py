@@ -104,6 +104,10 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             request_timeout_ms=10_000,
+            # A SIGKILLed member is noticed after the session timeout; the embedded broker
+            # rebalances only then, so a short one lets a restarted consumer resume sooner.
+            session_timeout_ms=6_000,
+            heartbeat_interval_ms=1_500,
         )
         try:
             await consumer.start()
