@@ -680,3 +680,21 @@ def test_clocks() -> None:
     assert isinstance(manual, Clock)
     assert isinstance(SystemClock(), Clock)
     assert SystemClock().monotonic() > 0
+
+
+def test_a_passed_health_check_ends_the_open_wait_but_keeps_the_streak() -> None:
+    """health_check_passed lets the next call probe at once; a failed probe still doubles."""
+    clock = ManualClock()
+    config = BreakerConfig(consecutive_failures=1, open_wait_s=10.0, max_open_wait_s=100.0)
+    breaker = CircuitBreaker("dep", config, clock=clock)
+    breaker.record_failure(breaker.acquire())
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.health_check_passed() is True
+    probe = breaker.acquire()  # no CircuitOpenError: half-open now
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.record_failure(probe)
+    assert breaker.retry_after_s == pytest.approx(20.0)
+    assert breaker.health_check_passed() is True
+    breaker.record_success(breaker.acquire(), 0.01)
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.health_check_passed() is False

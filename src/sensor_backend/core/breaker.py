@@ -531,6 +531,19 @@ class CircuitBreaker:
         self._open_until = 0.0
         self._transition(_CLOSED, force_epoch=True)
 
+    def health_check_passed(self) -> bool:
+        """An active health check saw the dependency answer: end the open wait now.
+
+        The next call is let through as a half-open probe instead of waiting out an open
+        time that may have doubled many times during a long outage (Envoy's active health
+        checking readmits a host the same way). The trip streak is kept, so if the probe
+        call fails the breaker reopens with the longer wait. True if the wait was ended.
+        """
+        if self._state is not _OPEN:
+            return False
+        self._open_until = min(self._open_until, self._clock.monotonic())
+        return True
+
     def snapshot(self) -> dict[str, object]:
         """JSON-serialisable view for ``/health`` and admin endpoints."""
         state = self.state

@@ -72,8 +72,17 @@ def build_app(settings: EventsSettings | None = None) -> FastAPI:
     ctx.on_startup.append(events.start)
     ctx.on_shutdown.append(broker.stop)
     ctx.on_shutdown.append(events.stop)
+
+    async def broker_probe() -> dict[str, object]:
+        details = await broker.probe()
+        # The broker answers again: probe it with real sends now, not after an open wait
+        # that doubled through a long outage, and drain the spool.
+        if breaker.health_check_passed():
+            events.drainer.wake()
+        return details
+
     # Broker down is survivable (events spool durably), so it degrades rather than fails.
-    ctx.health.add_probe("broker", broker.probe)
+    ctx.health.add_probe("broker", broker_probe)
     ctx.health.add_extra(
         lambda: {"spool": spool.snapshot(), "consumer": events.consumer.snapshot()}
     )

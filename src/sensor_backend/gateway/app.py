@@ -56,6 +56,8 @@ def _add_probes(ctx: ServiceContext, http: SessionHolder, upstream: Upstream) ->
                 upstream.pool.probed(url, up=False)
                 raise
             upstream.pool.probed(url, up=True)
+            # A replica answers its health check: let real calls probe the service now.
+            upstream.breaker.health_check_passed()
             return details
 
         ctx.health.add_probe(replica_label(upstream.name, index), probe)

@@ -256,7 +256,9 @@ class Drill:
         finally:
             await self.control.act("broker", "start")
         ok = await self.until(lambda: self._logged(subject, 1), 60)
-        r.check("it is delivered once the broker returns", ok)
+        r.check(
+            "it is delivered once the broker returns", ok, "" if ok else await self._event_state()
+        )
 
     async def freeze(self, r: DrillReport, service: str = "sensor") -> None:
         await self.token()
@@ -288,6 +290,17 @@ class Drill:
             )
         ok = await self.until(self._accepted, 60)
         r.check(f"{service} serves again after SIGCONT", ok)
+
+    async def _event_state(self) -> str:
+        """What the event service says about its queue and consumer (for a failed step)."""
+        try:
+            doc = (
+                await self.http.get(f"{self.gateway}/events/stats", headers=await self.headers())
+            ).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return f"event stats unavailable: {exc}"
+        keep = ("queue_depth", "drainer", "consumer", "breaker")
+        return str({k: doc.get(k) for k in keep})
 
     # -- predicates ------------------------------------------------------------------
     async def _service_status(self, service: str, status: str) -> bool:
