@@ -68,6 +68,7 @@ def build_app(settings: EventsSettings | None = None) -> FastAPI:
         consumer=EventConsumer(settings, store),
         store=store,
     )
+    broker.on_topic_recreated.append(events.consumer.reset)
     ctx.on_startup.append(broker.start)
     ctx.on_startup.append(events.start)
     ctx.on_shutdown.append(broker.stop)

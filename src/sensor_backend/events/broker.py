@@ -19,6 +19,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from sensor_backend.core.log import get_logger
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sensor_backend.events.settings import EventsSettings
 
 log = get_logger("events.broker")
@@ -36,6 +38,9 @@ class BrokerConnection:
         self.last_error: str | None = None
         self.producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
+        # Called when the topic had to be recreated: the broker lost its data (the embedded
+        # broker keeps it in memory), so consumer positions from before are meaningless.
+        self.on_topic_recreated: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._connect_loop(), name="broker-connect")
@@ -49,16 +54,39 @@ class BrokerConnection:
                 await self.producer.stop()
             self.producer = None
 
+    def mark_down(self, reason: str) -> None:
+        """A produce failed: stop producing until a probe has verified the broker again."""
+        if self.status == "up":
+            self.status = "down"
+            self.last_error = reason
+
+    @property
+    def ready(self) -> bool:
+        """Producing is safe: connected, and the topic verified since the last failure."""
+        return self.producer is not None and self.status == "up"
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            acks="all",
+            enable_idempotence=self.settings.kafka_idempotence,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            client_id=self.settings.instance_id,
+        )
+
+    async def _renew_producer(self) -> None:
+        """A new producer with fresh metadata (the old one knows the lost topic's layout)."""
+        fresh = self._new_producer()
+        await fresh.start()
+        old, self.producer = self.producer, fresh
+        if old is not None:
+            with contextlib.suppress(KafkaError, OSError):
+                await old.stop()
+
     async def _connect_loop(self) -> None:
         delay = 0.25
         while self.producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                acks="all",
-                enable_idempotence=self.settings.kafka_idempotence,
-                request_timeout_ms=REQUEST_TIMEOUT_MS,
-                client_id=self.settings.instance_id,
-            )
+            producer = self._new_producer()
             try:
                 await producer.start()
                 await self.ensure_topic()
@@ -104,8 +132,16 @@ class BrokerConnection:
             metadata = await self.producer.client.fetch_all_metadata()
             topic = self.settings.kafka_topic
             if topic not in metadata.topics():
-                # The embedded broker restarted with empty memory storage.
+                # The embedded broker restarted with empty memory storage. Until the topic
+                # is back and the producer has fresh metadata, events go to the spool
+                # (``ready`` is False): a produce racing the restart could land in a topic
+                # the broker auto-creates with another layout, where no consumer reads it.
+                self.status = "recovering"
                 await self.ensure_topic()
+                await self._renew_producer()
+                log.warning("topic was missing: the broker lost its data; consumers reset")
+                for callback in self.on_topic_recreated:
+                    callback()
         except (KafkaError, OSError) as exc:
             self.status = "down"
             self.last_error = f"{type(exc).__name__}: {exc}"

@@ -78,6 +78,18 @@ class EventConsumer:
         self.lag: int | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._reset = False
+        self.resets = 0
+
+    def reset(self) -> None:
+        """Reconnect from the committed offsets (after the broker lost its partitions).
+
+        A consumer kept across a broker that restarted empty would wait at its old fetch
+        positions, above the new records; a new one finds no committed offset and starts
+        from the earliest record (``auto_offset_reset``). Effects are idempotent on the
+        event id, so re-reading is harmless.
+        """
+        self._reset = True
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="events-consumer")
@@ -121,6 +133,10 @@ class EventConsumer:
         delay = 0.25
         while True:
             try:
+                if self._reset:
+                    self._reset = False
+                    self.resets += 1
+                    await self._close()
                 if self._consumer is None:
                     self._consumer = await self._connect()
                     self.status = "up"
@@ -174,5 +190,6 @@ class EventConsumer:
             "consumed": self.consumed,
             "stored_new": self.stored_new,
             "lag": self.lag,
+            "resets": self.resets,
             "last_error": self.last_error,
         }

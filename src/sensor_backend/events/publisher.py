@@ -130,7 +130,7 @@ class Publisher:
     ) -> list[CloudEvent]:
         """Produce what can be produced now; returns the events left for the spool, in order."""
         producer = self.broker.producer
-        if producer is None or self.spool.depth > 0:
+        if producer is None or not self.broker.ready or self.spool.depth > 0:
             return events
         try:
             generation = self.breaker.acquire()
@@ -146,6 +146,7 @@ class Publisher:
             self.breaker.record_success(generation, elapsed)
         else:
             self.breaker.record_failure(generation, elapsed)
+            self.broker.mark_down(f"produce failed: {outcomes[failed_from]!r}")
         for event, outcome in zip(events, outcomes, strict=True):
             if not isinstance(outcome, BaseException):
                 results[event.id].update(
@@ -193,8 +194,8 @@ class Publisher:
     async def drain(self, items: list[SpooledItem]) -> list[int]:
         """The drainer's send: produce spooled events in order; returns the acked prefix."""
         producer = self.broker.producer
-        if producer is None:
-            raise ConnectionError("broker not connected")
+        if producer is None or not self.broker.ready:
+            raise ConnectionError(f"broker not ready ({self.broker.status})")
         generation = self.breaker.acquire()  # CircuitOpenError makes the drainer back off
         started = time.perf_counter()
         records = [(item.payload, _subject_key(item.payload)) for item in items]
@@ -209,6 +210,7 @@ class Publisher:
             self.breaker.record_success(generation, elapsed)
         else:
             self.breaker.record_failure(generation, elapsed)
+            self.broker.mark_down(f"produce failed: {outcomes[len(delivered)]!r}")
         self.stats.drained += len(delivered)
         if not delivered:
             raise ConnectionError(f"broker refused the spooled batch: {outcomes[0]!r}")

@@ -253,6 +253,8 @@ class Drill:
                 response.status_code == 202 and response.json().get("status") == "queued",
                 f"got {response.status_code}: {response.text[:200]}",
             )
+            # Stay down until the event service has seen the outage (one health probe).
+            await self.until(self._broker_seen_down, 10)
         finally:
             await self.control.act("broker", "start")
         ok = await self.until(lambda: self._logged(subject, 1), 60)
@@ -303,6 +305,12 @@ class Drill:
         return str({k: doc.get(k) for k in keep})
 
     # -- predicates ------------------------------------------------------------------
+    async def _broker_seen_down(self) -> bool:
+        doc = await self.control.components()
+        events = next(c for c in doc["components"] if c["name"] == "events")
+        health = (await self.http.get(f"{events['url']}/health", timeout=3)).json()
+        return bool(health["checks"]["broker"]["status"] == "down")
+
     async def _service_status(self, service: str, status: str) -> bool:
         return bool((await self.gateway_health())["services"][service]["status"] == status)
 
