@@ -12,6 +12,7 @@ from sensor_backend.core.service import probe_service
 from sensor_backend.core.service_token import ServiceTokenProvider
 from sensor_backend.core.spool import Drainer, Spool
 from sensor_backend.core.upstreams import SessionHolder, replica_label
+from sensor_backend.gateway.console_routes import console_router
 from sensor_backend.gateway.event_queue import EventQueue
 from sensor_backend.gateway.gateway import Gateway
 from sensor_backend.gateway.health import GatewayHealth
@@ -119,6 +120,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app = create_app(ctx, title="sensor-backend API gateway", health_report=aggregated.report)
     app.include_router(router)
+    app.include_router(console_router)
     app.router.routes.extend(proxy_routes(gateway))
     app.state.gateway = gateway
     app.state.guard = guard
