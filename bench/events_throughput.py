@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+import aiohttp
 from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
@@ -60,16 +60,18 @@ async def measure(harness: Harness, n: int, concurrency: int) -> dict[str, float
     url = f"{harness.url('events')}/send-event"
     headers = harness.headers()
     results: dict[str, float] = {}
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as client:
+    # aiohttp, not httpx: httpx's pool is O(N^2) under concurrency (httpx#3215) and would
+    # measure the client instead of the service.
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as client:
 
         async def single(_: int) -> None:
-            response = await client.post(url, json=event())
-            assert response.status_code == 201, response.text
+            async with client.post(url, json=event()) as response:
+                assert response.status == 201, await response.text()
 
         async def batch(_: int) -> None:
-            response = await client.post(url, json=[event() for _ in range(BATCH)])
-            assert response.status_code == 201, response.text
+            async with client.post(url, json=[event() for _ in range(BATCH)]) as response:
+                assert response.status == 201, await response.text()
 
         await pool(200, concurrency, single)  # warm up
         results["service single"] = n / await pool(n, concurrency, single)
