@@ -260,3 +260,11 @@ def test_consumer_follows_a_broker_that_restarted_empty():
         assert stats(harness)["consumer"]["resets"] >= 1
     finally:
         harness.close()
+
+
+@pytest.mark.parametrize("field", ["source", "subject"])
+def test_nul_characters_are_refused(system, field):
+    """A NUL in an attribute is a 422 at the door, not a poison pill for the consumer."""
+    response = send(system, event(**{field: "a\u0000b"}))
+    assert response.status_code == 422
+    assert any(f"{field} must not contain NUL" in f["message"] for f in response.json()["fields"])

@@ -132,9 +132,9 @@ class AuthService:
             raise TooManyRequests("too many failed logins; try again later", retry_after_s=wait)
         if not self.keys.loaded:
             raise Unavailable("signing keys not loaded yet (database unavailable)", retry_after_s=5)
-        user = (
-            await self.users.by_username(username) if len(password) <= MAX_PASSWORD_CHARS else None
-        )
+        # NUL cannot be in a stored username (PostgreSQL text): such a login is just wrong.
+        plausible = len(password) <= MAX_PASSWORD_CHARS and "\x00" not in username
+        user = await self.users.by_username(username) if plausible else None
         # Unknown users verify against a dummy hash: same answer, similar time.
         ok = await self.passwords.verify(
             password[:MAX_PASSWORD_CHARS], user.password_hash if user else None

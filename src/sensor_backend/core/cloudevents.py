@@ -62,6 +62,15 @@ class CloudEvent(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _no_nul(self) -> CloudEvent:
+        # PostgreSQL text cannot hold NUL; neither can a sensible attribute.
+        for name in ("id", "source", "type", "subject", "datacontenttype", "traceparent"):
+            value = getattr(self, name)
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError(f"{name} must not contain NUL characters")
+        return self
+
+    @model_validator(mode="after")
     def _extensions(self) -> CloudEvent:
         for name, value in (self.model_extra or {}).items():
             if not EXTENSION_NAME.match(name):
@@ -69,7 +78,8 @@ class CloudEvent(BaseModel):
                     f"extension attribute {name!r}: lowercase letters and digits, at most 20"
                 )
             finite = not isinstance(value, float) or math.isfinite(value)
-            if not isinstance(value, str | int | float | bool) or not finite:
+            nul = isinstance(value, str) and "\x00" in value
+            if not isinstance(value, str | int | float | bool) or not finite or nul:
                 raise ValueError(
                     f"extension attribute {name!r} must be a string, number or boolean"
                 )
@@ -115,6 +125,8 @@ def parse_events(raw: bytes, max_batch: int) -> tuple[list[CloudEvent], bool]:
     """The events of a body that is one event or a list; True when it was a list."""
     try:
         doc = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise BadRequest("request body is nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("request body is not valid JSON") from exc
     is_batch = isinstance(doc, list)
