@@ -93,6 +93,7 @@ def shot(page, name: str) -> None:
 
 
 def test_assets_are_served_with_a_strict_csp(system):
+    """Assets come with their content types and a strict CSP; no path reaches the disk."""
     base = system.url("gateway")
     html = httpx.get(f"{base}/console")
     assert html.status_code == 200
@@ -119,6 +120,7 @@ def test_assets_are_served_with_a_strict_csp(system):
 
 
 def test_login_and_run_a_faulty_test(page):
+    """Log in, start a spiky simulated test, see it fail and its readings plotted with flags."""
     assert page.locator("#session-user").inner_text().startswith("admin")
     page.wait_for_selector("#nt-type option[value='ds18b20']", state="attached")
     page.select_option("#nt-type", "ds18b20")
@@ -127,7 +129,10 @@ def test_login_and_run_a_faulty_test(page):
     page.click("#new-test button")
     verdict = page.wait_for_selector("[data-verdict]", timeout=20_000)
     assert verdict.inner_text() == "fail"
-    assert page.locator("[data-plot='test'] svg rect.flag-fail").count() > 0
+    plot = page.wait_for_selector("[data-plot='test'] svg[data-series='readings']")
+    assert plot.query_selector("polygon")  # the tolerance band around the reference
+    assert len(plot.query_selector_all("polyline")) == 2  # reference and readings
+    assert len(plot.query_selector_all("circle[fill='#d33a2c']")) > 0  # failed (spike) points
     assert page.locator("[data-check='spike'] td").nth(1).inner_text() == "fail"
     page.wait_for_selector("#tests tbody tr[data-test]")
     page.wait_for_selector("#throughput svg")
@@ -135,11 +140,13 @@ def test_login_and_run_a_faulty_test(page):
 
 
 def test_admin_resets_a_breaker(page):
+    """An admin resets a breaker from the page and sees it closed."""
     page.click("button[data-reset='sensor']")
     page.wait_for_selector("#breaker-msg.ok:has-text('Breaker sensor reset')")
 
 
 def test_killed_service_turns_red(system, page):
+    """A SIGKILLed sensor service turns its node on the map red within seconds."""
     page.wait_for_selector("[data-node='sensor-0'][data-state='healthy']")
     system.kill("sensor")
     page.wait_for_selector("[data-node='sensor-0'][data-state='unavailable']", timeout=6_000)
@@ -148,6 +155,7 @@ def test_killed_service_turns_red(system, page):
 
 
 def test_page_loads_with_only_the_gateway_alive(system, browser):
+    """With every service but the gateway down the page loads and says so."""
     for name in ("auth", "events", "broker", "postgres"):
         system.kill(name)
     page = browser.new_page(viewport={"width": 1280, "height": 1000})

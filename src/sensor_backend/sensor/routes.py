@@ -21,6 +21,7 @@ from sensor_backend.core.security import AdminToken, Token
 from sensor_backend.sensor.catalog import describe, parse_new_type
 from sensor_backend.sensor.models import TestRequest, check_idempotency_key, parse_test_request
 from sensor_backend.sensor.repository import ListFilter, links
+from sensor_backend.sensor.series import build_series, stored_readings
 from sensor_backend.sensor.service import SensorService  # noqa: TC001 - FastAPI resolves it
 from sensor_backend.sensor.specs import ALIASES, BUILTIN_SPECS, SensorSpec
 
@@ -118,6 +119,25 @@ async def get_test(request: Request, test_id: uuid.UUID, _: Token) -> dict[str, 
     if doc is None:
         raise NotFound(f"no test {test_id}")
     return doc
+
+
+@router.get("/test/{test_id}/readings", tags=["tests"])
+async def get_test_readings(
+    request: Request,
+    test_id: uuid.UUID,
+    _: Token,
+    max_points: Annotated[int, Query(ge=10, le=100_000)] = 5000,
+) -> dict[str, Any]:
+    """The test's readings, reference and tolerance band for plotting (thinned, flagged kept)."""
+    svc = service(request)
+    doc = await svc.tests.get(test_id)
+    if doc is None:
+        raise NotFound(f"no test {test_id}")
+    stored = await stored_readings(svc.db, test_id) if doc.get("source") != "simulate" else None
+    series = await asyncio.to_thread(build_series, doc, stored, max_points)
+    if series is None:
+        raise NotFound(f"test {test_id} has no stored readings")
+    return series
 
 
 @router.get("/tests", tags=["tests"])

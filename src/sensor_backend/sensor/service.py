@@ -44,6 +44,7 @@ class SensorService:
         self, ctx: ServiceContext, settings: SensorSettings, db: Database, http: SessionHolder
     ) -> None:
         self.settings = settings
+        self.db = db
         self.catalog = SensorCatalog(db)
         self.tests = TestRepository(db)
         self.queue = JobQueue(db, lease_s=settings.lease_s, retry_base_s=settings.retry_base_s)

@@ -349,7 +349,14 @@ async function loadDetail(id) {
   if (!r.ok) {
     $("detail").replaceChildren(h("p", { class: "msg error" }, `Test ${id} unavailable: ${r.error}`));
   } else {
-    renderDetail(r.data);
+    let series = null;
+    if (r.data.result) {
+      // The readings with reference and tolerance band (thinned by the service, flagged kept).
+      const s = await api(`/test/${encodeURIComponent(id)}/readings?max_points=3000`);
+      if (id !== ui.selected) return;
+      if (s.ok) series = s.data;
+    }
+    renderDetail(r.data, series);
     if (r.data.status !== "queued" && r.data.status !== "running") { refreshTests(); return; }
   }
   ui.detailTimer = setTimeout(() => loadDetail(id), 1000);
@@ -361,7 +368,7 @@ function kv(pairs) {
   return dl;
 }
 
-function renderDetail(doc) {
+function renderDetail(doc, series) {
   const res = doc.result;
   const parts = [h("p", { "data-test-status": doc.status },
     "Status ", h("strong", { class: `state-${doc.status}` }, doc.status),
@@ -376,20 +383,25 @@ function renderDetail(doc) {
     const plot = h("div", { class: "chart", "data-plot": "test" });
     parts.push(h("h3", {}, "Plot"), plot);
     const checks = Object.entries(res.checks || {});
-    const series = doc.readings;  // not returned by GET /test/{id} today; drawn if it ever is
     if (series && Array.isArray(series.values)) {
       parts.push(h("p", { class: "note" }, "Readings with reference and tolerance band; amber suspect, red failed points."));
     } else {
       parts.push(h("p", { class: "note" },
-        "GET /test/{id} does not return the raw readings: the plot shows, per check, which readings (by index) were flagged suspect (amber) or failed (red)."));
+        "Readings unavailable: the plot shows, per check, which readings (by index) were flagged suspect (amber) or failed (red)."));
     }
     parts.push(h("h3", {}, "Metrics"), metrics(res), h("h3", {}, "Checks"), checksTable(checks));
     $("detail").replaceChildren(...parts);
     if (series && Array.isArray(series.values)) {
+      // Flagged indices refer to readings; map them to positions in the thinned series.
+      const pos = new Map(series.index.map((reading, i) => [reading, i]));
       const flagged = { suspect: [], fail: [] };
-      for (const [, c] of checks) { flagged.suspect.push(...(c.suspect_indices || [])); flagged.fail.push(...(c.fail_indices || [])); }
-      Plot.readings(plot, { t: series.timestamps, values: series.values, reference: series.reference,
-        tolerance: doc.spec && doc.spec.tol_abs, flagged });
+      for (const [, c] of checks) {
+        for (const i of c.suspect_indices || []) if (pos.has(i)) flagged.suspect.push(pos.get(i));
+        for (const i of c.fail_indices || []) if (pos.has(i)) flagged.fail.push(pos.get(i));
+      }
+      const root = Plot.readings(plot, { t: series.timestamps, values: series.values,
+        reference: series.reference, tolerance: series.tolerance || 0, flagged });
+      root.setAttribute("data-series", "readings");
     } else {
       Plot.flags(plot, checks.map(([name, c]) => ({ name, suspect: c.suspect_indices, fail: c.fail_indices })), doc.n_readings || 1);
     }
