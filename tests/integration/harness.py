@@ -50,6 +50,23 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.2) -> An
         time.sleep(interval)
 
 
+def logged_event_ids(gateway: str, headers: dict[str, str], event_type: str) -> list[str]:
+    """Every id in the event service's processing log for one type (all pages)."""
+    ids: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, object] = {"type": event_type, "limit": 500}
+        if cursor:
+            params["before"] = cursor
+        page = httpx.get(
+            f"{gateway}/events/logs", params=params, headers=headers, timeout=10
+        ).json()
+        ids += [item["id"] for item in page["items"]]
+        cursor = page["next"]
+        if not cursor:
+            return ids
+
+
 class Harness:
     def __init__(
         self,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import Harness, wait_for
+from harness import Harness, logged_event_ids, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -207,26 +207,13 @@ def _chaos(harness: Harness) -> None:  # noqa: C901, PLR0915 - one scenario, rea
         if pending:
             time.sleep(2)
 
-    def logged_event_ids() -> list[str]:
-        ids: list[str] = []
-        cursor = None
-        while True:
-            params: dict = {"type": "chaos.event", "limit": 500}
-            if cursor:
-                params["before"] = cursor
-            page = httpx.get(
-                f"{gateway}/events/logs", params=params, headers=headers, timeout=10
-            ).json()
-            ids += [item["id"] for item in page["items"]]
-            cursor = page["next"]
-            if not cursor:
-                return ids
+    def logged() -> list[str]:
+        return logged_event_ids(gateway, headers, "chaos.event")
 
     wanted = {o.key for o in accepted_events}
-    wait_for(lambda: wanted <= set(logged_event_ids()), 90, interval=2)
-    logged = logged_event_ids()
+    wait_for(lambda: wanted <= set(logged()), 90, interval=2)
     counts: dict[str, int] = {}
-    for event_id in logged:
+    for event_id in logged():
         counts[event_id] = counts.get(event_id, 0) + 1
     missing = wanted - set(counts)
     doubled = [e for e, n in counts.items() if n > 1]
