@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from sensor_backend.core.clock import ManualClock
+from sensor_backend.core.drainer import Drainer
 from sensor_backend.core.spool import (
-    Drainer,
     Spool,
     SpooledItem,
     SpoolFullError,

@@ -5,8 +5,8 @@ Used where a downstream is down but the caller must not lose what it accepted (D
 spools events while the event service is. Both answer 202 "queued" once :meth:`Spool.append`
 has returned, so *accepted means durable*: the items are on disk and survive SIGKILL of the
 process, and a power cut as far as SQLite's ``synchronous=FULL`` guarantees. A
-:class:`Drainer` later sends them oldest first and removes each only after the downstream
-acknowledged it.
+:class:`~sensor_backend.core.drainer.Drainer` later sends them oldest first and removes
+each only after the downstream acknowledged it.
 
 Why SQLite (stdlib ``sqlite3``) in WAL mode with ``synchronous=FULL``:
 
@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import functools
 import logging
 import math
@@ -61,9 +60,9 @@ from typing import TYPE_CHECKING, Final, Self, TypeVar
 from sensor_backend.core.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
-__all__ = ["Drainer", "Spool", "SpoolFullError", "SpoolInUseError", "SpooledItem"]
+__all__ = ["Spool", "SpoolFullError", "SpoolInUseError", "SpooledItem"]
 
 _log = logging.getLogger(__name__)
 
@@ -525,202 +524,3 @@ class Spool:
     def _contains_sync(self, key: str) -> bool:
         row = self._require_conn().execute("SELECT 1 FROM spool WHERE key = ?", (key,))
         return row.fetchone() is not None
-
-
-class _Outcome(enum.Enum):
-    IDLE = "idle"  # nothing to send
-    PROGRESS = "progress"  # delivered something; go again at once
-    FAILED = "failed"  # back off before the next round
-
-
-class Drainer:
-    """Sends a spool's items downstream in order and acks what was delivered.
-
-    ``send`` gets a batch (oldest first, at most ``batch`` items) and returns the seqs the
-    downstream acknowledged; exactly those (if they were in the batch) are acked, the
-    rest stay for the next round, so with a ``send`` that stops at its first failure and
-    returns the delivered prefix, order is preserved. ``send`` may also return the seq of
-    an item it gave up on for good (a poison item) to drop it: a returned seq means
-    "done with it".
-
-    A round that raises, or delivers nothing, is a failure: the batch's ``attempts`` are
-    incremented and the drainer backs off ``min(max_backoff_s, base_backoff_s * 2 ** n)``
-    times a jitter factor in ``[0.5, 1]`` (n = consecutive failures - 1) before trying
-    again; :meth:`wake` does not cut a backoff short (appends during an outage would
-    otherwise defeat it), :meth:`stop` does. When the spool is empty it sleeps ``idle_s``
-    or until :meth:`wake`.
-    """
-
-    def __init__(
-        self,
-        spool: Spool,
-        send: Callable[[list[SpooledItem]], Awaitable[list[int]]],
-        *,
-        batch: int = 100,
-        idle_s: float = 0.5,
-        max_backoff_s: float = 10.0,
-        base_backoff_s: float = 0.1,
-        name: str = "drainer",
-        rng: random.Random | None = None,
-        clock: Clock = _SYSTEM_CLOCK,
-    ) -> None:
-        _check_positive_int("batch", batch)
-        _check_seconds("idle_s", idle_s, positive=True)
-        _check_seconds("base_backoff_s", base_backoff_s)
-        _check_seconds("max_backoff_s", max_backoff_s)
-        if max_backoff_s < base_backoff_s:
-            raise ValueError(
-                f"max_backoff_s ({max_backoff_s}) must be >= base_backoff_s ({base_backoff_s})"
-            )
-        self.spool = spool
-        self.name = name
-        self.batch = batch
-        self.idle_s = idle_s
-        self.base_backoff_s = base_backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._send = send
-        self._rng = rng or _RNG
-        self._clock = clock
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
-        self.delivered = 0
-        self.failures = 0
-        self.consecutive_failures = 0
-        self.rounds = 0
-        self.last_error: str | None = None
-        self.last_error_at: float | None = None
-        self.last_backoff_s: float | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"Drainer({self.name!r}, running={self.running}, delivered={self.delivered}, "
-            f"failures={self.failures})"
-        )
-
-    @property
-    def running(self) -> bool:
-        """True while the background task is alive."""
-        return self._task is not None and not self._task.done()
-
-    async def start(self) -> None:
-        """Start the background task (idempotent)."""
-        if self.running:
-            return
-        self._stop.clear()
-        self._wake.set()  # look at the spool at once: it may hold items from before a crash
-        self._task = asyncio.create_task(self._loop(), name=f"drainer-{self.name}")
-
-    async def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop after the current round; cancel it if that takes over ``timeout_s``.
-
-        A round cancelled mid-send acks nothing, so its items are sent again later.
-        """
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stop.set()
-        self._wake.set()
-        done, _ = await asyncio.wait({task}, timeout=timeout_s)
-        if not done:
-            task.cancel()
-            await asyncio.wait({task})
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("drainer %s ended with %r", self.name, task.exception())
-
-    def wake(self) -> None:
-        """Drain promptly (call after an append); a no-op during a failure backoff."""
-        self._wake.set()
-
-    def snapshot(self) -> dict[str, object]:
-        """Counters for ``/health`` and metrics."""
-        return {
-            "name": self.name,
-            "running": self.running,
-            "delivered": self.delivered,
-            "failures": self.failures,
-            "consecutive_failures": self.consecutive_failures,
-            "rounds": self.rounds,
-            "last_error": self.last_error,
-            "last_error_at": self.last_error_at,
-            "last_backoff_s": self.last_backoff_s,
-        }
-
-    # -- internals ---------------------------------------------------------------------
-
-    async def _loop(self) -> None:
-        while not self._stop.is_set():
-            outcome = await self._round()
-            if self._stop.is_set():
-                return
-            if outcome is _Outcome.IDLE:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.idle_s)
-            elif outcome is _Outcome.FAILED:
-                delay = self._backoff_s()
-                self.last_backoff_s = delay
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
-
-    def _backoff_s(self) -> float:
-        exponent = min(max(self.consecutive_failures - 1, 0), _MAX_EXPONENT)
-        ceiling = min(self.max_backoff_s, self.base_backoff_s * 2.0**exponent)
-        return ceiling * self._rng.uniform(0.5, 1.0)
-
-    def _failed(self, error: str) -> _Outcome:
-        self.failures += 1
-        self.consecutive_failures += 1
-        self.last_error = error
-        self.last_error_at = self._clock.time()
-        if self.consecutive_failures == 1:
-            _log.warning(
-                "drainer %s: %s; %d items waiting, backing off", self.name, error, self.spool.depth
-            )
-        return _Outcome.FAILED
-
-    async def _note_attempt(self, seqs: list[int]) -> None:
-        try:
-            await self.spool.record_attempt(seqs)
-        except Exception:  # noqa: BLE001 (bookkeeping only; the round failed already)
-            _log.warning("drainer %s: could not record a delivery attempt", self.name)
-
-    async def _round(self) -> _Outcome:
-        self._wake.clear()  # a wake() from here on means "look again after this round"
-        self.rounds += 1
-        try:
-            items = await self.spool.peek(self.batch)
-        except Exception as exc:  # noqa: BLE001 (the drainer must outlive any failure)
-            return self._failed(f"spool peek failed: {exc!r}")
-        if not items:
-            return _Outcome.IDLE
-        seqs = [item.seq for item in items]
-        try:
-            returned = await self._send(items)
-        except Exception as exc:  # noqa: BLE001 (the drainer must outlive any failure)
-            await self._note_attempt(seqs)
-            return self._failed(f"send failed: {exc!r}")
-        in_batch = set(seqs)
-        done = [seq for seq in dict.fromkeys(returned) if seq in in_batch]
-        if not done:
-            await self._note_attempt(seqs)
-            return self._failed(f"send delivered none of {len(items)} items")
-        if done != seqs[: len(done)]:
-            _log.warning(
-                "drainer %s: send returned seqs that are not a prefix of the batch; "
-                "acking exactly those (the rest will be re-sent after them)",
-                self.name,
-            )
-        try:
-            await self.spool.ack(done)
-        except Exception as exc:  # noqa: BLE001 (the drainer must outlive any failure)
-            # Delivered but not removed: they will be sent again (consumers dedupe by key).
-            return self._failed(f"spool ack failed: {exc!r}")
-        self.delivered += len(done)
-        if self.consecutive_failures:
-            _log.info(
-                "drainer %s: delivering again after %d failed rounds",
-                self.name,
-                self.consecutive_failures,
-            )
-        self.consecutive_failures = 0
-        return _Outcome.PROGRESS

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sensor_backend.core.db import DatabaseUnavailable
-from sensor_backend.core.spool import Drainer, Spool
+from sensor_backend.core.drainer import Drainer
 
 if TYPE_CHECKING:
     from sensor_backend.core.breaker import CircuitBreaker
+    from sensor_backend.core.spool import Spool
     from sensor_backend.events.broker import BrokerConnection
     from sensor_backend.events.consumer import EventConsumer
     from sensor_backend.events.publisher import Publisher

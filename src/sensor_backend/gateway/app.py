@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from sensor_backend.core.app import ServiceContext, create_app
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
+from sensor_backend.core.drainer import Drainer
 from sensor_backend.core.retry import RetryBudget
 from sensor_backend.core.security import AuthGuard
 from sensor_backend.core.service import probe_service
 from sensor_backend.core.service_token import ServiceTokenProvider
-from sensor_backend.core.spool import Drainer, Spool
+from sensor_backend.core.spool import Spool
 from sensor_backend.core.upstreams import SessionHolder, replica_label
 from sensor_backend.gateway.console_routes import console_router
 from sensor_backend.gateway.event_queue import EventQueue
