@@ -423,3 +423,22 @@ async def _select_one(conn: Connection) -> None:
 def _describe(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= 300 else text[:297] + "..."  # noqa: PLR2004
+
+
+async def server_answers(dsn: str, timeout_s: float = 1.5) -> bool:
+    """Whether PostgreSQL answers ``SELECT 1`` on one short direct connection.
+
+    Bypasses any pool and breaker: the launcher's readiness check, and a service's health
+    probe while its database breaker is open.
+    """
+    try:
+        conn = await asyncpg.connect(dsn, timeout=timeout_s)
+    except (OSError, TimeoutError, asyncpg.PostgresError):
+        return False
+    try:
+        await conn.fetchval("SELECT 1", timeout=timeout_s)
+    except (OSError, TimeoutError, asyncpg.PostgresError):
+        return False
+    finally:
+        await conn.close(timeout=timeout_s)
+    return True

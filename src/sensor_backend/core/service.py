@@ -6,10 +6,9 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import asyncpg
 
 from sensor_backend.core.breaker import BreakerConfig, BreakerState, CircuitBreaker
-from sensor_backend.core.db import Database
+from sensor_backend.core.db import Database, server_answers
 
 if TYPE_CHECKING:
     from sensor_backend.core.app import ServiceContext
@@ -50,7 +49,9 @@ def attach_database(
     )
 
     async def probe() -> dict[str, Any]:
-        if breaker.state is BreakerState.OPEN and await _server_answers(settings.database_url):
+        if breaker.state is BreakerState.OPEN and await server_answers(
+            settings.database_url, timeout_s=1.0
+        ):
             # The breaker would refuse our ping; the server answers a direct one, so let
             # real calls probe now instead of after an open wait doubled by a long outage.
             breaker.health_check_passed()
@@ -63,21 +64,6 @@ def attach_database(
     ctx.on_shutdown.append(db.stop)
     ctx.health.add_probe("database", probe, essential=essential)
     return db
-
-
-async def _server_answers(dsn: str, timeout_s: float = 1.0) -> bool:
-    """Whether PostgreSQL answers one short direct connection (bypassing any breaker)."""
-    try:
-        conn = await asyncpg.connect(dsn, timeout=timeout_s)
-    except (OSError, TimeoutError, asyncpg.PostgresError):
-        return False
-    try:
-        await conn.fetchval("SELECT 1", timeout=timeout_s)
-    except (OSError, TimeoutError, asyncpg.PostgresError):
-        return False
-    finally:
-        await conn.close(timeout=timeout_s)
-    return True
 
 
 async def probe_service(session: aiohttp.ClientSession, base_url: str) -> dict[str, Any]:

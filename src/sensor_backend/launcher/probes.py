@@ -10,8 +10,8 @@ import contextlib
 from typing import Any
 
 import aiohttp
-import asyncpg
 
+from sensor_backend.core.db import server_answers
 from sensor_backend.launcher.layout import HOST, Component, Kind
 
 
@@ -27,17 +27,7 @@ async def tcp_open(port: int, host: str = HOST, timeout_s: float = 1.0) -> bool:
 
 
 async def postgres_ready(dsn: str, timeout_s: float = 1.5) -> bool:
-    try:
-        conn = await asyncpg.connect(dsn, timeout=timeout_s)
-    except (OSError, TimeoutError, asyncpg.PostgresError):
-        return False
-    try:
-        await conn.fetchval("SELECT 1", timeout=timeout_s)
-    except (OSError, TimeoutError, asyncpg.PostgresError):
-        return False
-    finally:
-        await conn.close()
-    return True
+    return await server_answers(dsn, timeout_s)
 
 
 async def service_health(
