@@ -8,6 +8,8 @@ from sensor_backend.core.http_client import HttpClientConfig, make_session
 from sensor_backend.core.service import probe_service
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import aiohttp
 
     from sensor_backend.core.app import ServiceContext
@@ -46,12 +48,28 @@ def replica_label(service: str, index: int) -> str:
 
 
 def add_service_probes(
-    ctx: ServiceContext, http: SessionHolder, name: str, urls: list[str]
+    ctx: ServiceContext,
+    http: SessionHolder,
+    name: str,
+    urls: list[str],
+    on_result: Callable[[str, bool], None] | None = None,
 ) -> None:
-    """One non-essential probe per replica of another service (``auth[0]``, ``auth[1]``...)."""
+    """One non-essential probe per replica of another service (``auth[0]``, ``auth[1]``...).
+
+    ``on_result(url, up)`` sees every probe's outcome (the gateway readmits replicas and
+    ends breaker waits with it).
+    """
     for index, url in enumerate(urls):
 
         async def probe(url: str = url) -> dict[str, object]:
-            return await probe_service(http.session, url)
+            try:
+                details = await probe_service(http.session, url)
+            except Exception:
+                if on_result is not None:
+                    on_result(url, False)  # noqa: FBT003 - (url, up) callback
+                raise
+            if on_result is not None:
+                on_result(url, True)  # noqa: FBT003
+            return details
 
         ctx.health.add_probe(replica_label(name, index), probe)

@@ -9,10 +9,9 @@ from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
 from sensor_backend.core.drainer import Drainer
 from sensor_backend.core.retry import RetryBudget
 from sensor_backend.core.security import AuthGuard
-from sensor_backend.core.service import probe_service
 from sensor_backend.core.service_token import ServiceTokenProvider
 from sensor_backend.core.spool import Spool
-from sensor_backend.core.upstreams import SessionHolder, replica_label
+from sensor_backend.core.upstreams import SessionHolder, add_service_probes
 from sensor_backend.gateway.console_routes import console_router
 from sensor_backend.gateway.event_queue import EventQueue
 from sensor_backend.gateway.gateway import Gateway
@@ -23,6 +22,8 @@ from sensor_backend.gateway.settings import GatewaySettings
 from sensor_backend.gateway.upstream import UpstreamPool
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fastapi import FastAPI
 
 
@@ -47,22 +48,16 @@ def _upstream(
     )
 
 
-def _add_probes(ctx: ServiceContext, http: SessionHolder, upstream: Upstream) -> None:
-    """Active health checks: the probe result also readmits (or withholds) a replica."""
-    for index, replica in enumerate(upstream.pool.replicas):
+def _probed(upstream: Upstream) -> Callable[[str, bool], None]:
+    """Active health checks: a result also readmits (or withholds) a replica."""
 
-        async def probe(url: str = replica.url) -> dict[str, Any]:
-            try:
-                details = await probe_service(http.session, url)
-            except Exception:
-                upstream.pool.probed(url, up=False)
-                raise
-            upstream.pool.probed(url, up=True)
+    def on_result(url: str, up: bool) -> None:  # noqa: FBT001 - the probe callback's shape
+        upstream.pool.probed(url, up=up)
+        if up:
             # A replica answers its health check: let real calls probe the service now.
             upstream.breaker.health_check_passed()
-            return details
 
-        ctx.health.add_probe(replica_label(upstream.name, index), probe)
+    return on_result
 
 
 def build_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -73,7 +68,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         name: _upstream(ctx, settings, name, urls) for name, urls in settings.upstreams().items()
     }
     for upstream in upstreams.values():
-        _add_probes(ctx, http, upstream)
+        add_service_probes(ctx, http, upstream.name, upstream.pool.urls, _probed(upstream))
     guard = AuthGuard(
         ctx, http, auth_urls=settings.auth_service_urls, jwks_path=settings.spool_dir / "jwks.json"
     )
