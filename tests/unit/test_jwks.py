@@ -17,8 +17,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sensor_backend.core.clock import ManualClock
-from sensor_backend.core.http_client import HttpClientConfig, make_session
 from sensor_backend.core.jwks import MAX_JWKS_BYTES, JwksCache
 from sensor_backend.core.jwt_verify import JwtVerifier, UnknownKeyError, public_jwk
 
@@ -27,6 +25,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import aiohttp
+
+    from sensor_backend.core.clock import ManualClock
 
 ISS = "sensor-backend-auth"
 AUD = "sensor-backend"
@@ -109,18 +109,6 @@ async def fake() -> AsyncIterator[FakeJwks]:
     await server.start()
     yield server
     await server.stop()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    client = make_session(HttpClientConfig(total_timeout_s=5.0, connect_timeout_s=1.0))
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start_monotonic=1000.0, start_time=time.time())
 
 
 @pytest.fixture

@@ -24,9 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from sensor_backend.core.breaker import BreakerConfig, BreakerState, CircuitBreaker
-from sensor_backend.core.clock import ManualClock
 from sensor_backend.core.errors import Forbidden, Unauthorized, Unavailable
-from sensor_backend.core.http_client import HttpClientConfig, make_session
 from sensor_backend.core.jwks import JwksCache
 from sensor_backend.core.jwt_verify import JwtVerifier, TokenError, public_jwk
 from sensor_backend.core.request_context import request_id_var
@@ -37,6 +35,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import aiohttp
+
+    from sensor_backend.core.clock import ManualClock
 
 ISS = "sensor-backend-auth"
 AUD = "sensor-backend"
@@ -178,19 +178,6 @@ async def auth_server() -> AsyncIterator[FakeAuth]:
     await fake.start()
     yield fake
     await fake.stop()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    client = make_session(HttpClientConfig(total_timeout_s=5.0, connect_timeout_s=1.0))
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    # Wall time starts at the real time: the cache caps entries at the token's real exp.
-    return ManualClock(start_monotonic=1000.0, start_time=time.time())
 
 
 @pytest.fixture
