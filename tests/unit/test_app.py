@@ -504,3 +504,11 @@ async def test_lifespan_runs_hooks_and_first_probe_round(ctx: ServiceContext) ->
             assert (await client.get("/health/ready")).status_code == 200
     assert calls == ["start-a", "start-b", "stop-b", "stop-a"]
     assert ctx.health._task is None
+
+
+def test_server_keep_alive_outlasts_the_client_pools():
+    """A pooled connection is never reused after the server closed it for idleness."""
+    from sensor_backend.core.http_client import HttpClientConfig  # noqa: PLC0415
+    from sensor_backend.core.server import SERVER_KEEPALIVE_S  # noqa: PLC0415
+
+    assert HttpClientConfig().keepalive_s < SERVER_KEEPALIVE_S

@@ -381,3 +381,43 @@ async def test_overall_status(
     assert doc["overall_status"] == overall
     assert doc["gateway"] == "healthy"
     assert doc["instance"] == "svc-1"
+
+
+async def test_a_dependency_with_a_working_fallback_keeps_the_service_healthy(
+    monitor: HealthMonitor,
+) -> None:
+    """Auth away while the JWKS fallback works: nothing is lost, so the status is healthy."""
+    available: list[str | None] = ["tokens checked against the cached JWKS"]
+    monitor.add_probe("auth[0]", down, capability="token checks", fallback=lambda: available[0])
+    await monitor.run_probes()
+    assert monitor.status is Status.HEALTHY
+    doc = monitor.report()
+    assert doc["fallbacks_in_use"] == ["tokens checked against the cached JWKS"]
+    assert doc["capabilities_lost"] == []
+    assert doc["checks"]["auth[0]"]["status"] == "down"
+    available[0] = None  # no keys cached: the fallback cannot work
+    assert monitor.status is Status.DEGRADED
+    assert monitor.report()["capabilities_lost"] == ["token checks"]
+
+
+async def test_degraded_names_the_capability_lost(monitor: HealthMonitor) -> None:
+    """A soft dependency down without a fallback degrades the status and says what is lost."""
+    monitor.add_probe("events[0]", down, capability="event delivery")
+    monitor.add_probe("events[1]", down, capability="event delivery")
+    monitor.add_probe("auth[0]", up, capability="token checks", fallback=lambda: "jwks")
+    await monitor.run_probes()
+    assert monitor.status is Status.DEGRADED
+    doc = monitor.report()
+    assert doc["capabilities_lost"] == ["event delivery"]
+    assert doc["fallbacks_in_use"] == []
+
+
+async def test_an_essential_dependency_down_is_unhealthy_despite_fallbacks(
+    monitor: HealthMonitor,
+) -> None:
+    """A fallback elsewhere never hides that the service cannot do its job."""
+    monitor.add_probe("database", down, essential=True, capability="the sensor schema")
+    monitor.add_probe("auth[0]", down, fallback=lambda: "jwks")
+    await monitor.run_probes()
+    assert monitor.status is Status.UNHEALTHY
+    assert monitor.report()["capabilities_lost"] == ["the sensor schema"]

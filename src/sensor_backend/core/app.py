@@ -5,7 +5,10 @@ health monitor, start and stop hooks); `create_app` wires it into a FastAPI app 
 - a pure ASGI middleware (not ``BaseHTTPMiddleware``, which costs a task per request) that
   adopts or creates ``X-Request-ID`` and ``traceparent``, limits the request body size,
   records Prometheus metrics per route template and logs one line per request;
+- `InputGuard` inside it: text no parser or PostgreSQL can take is a 422 at the edge;
 - one handler table mapping errors to JSON bodies (never an HTML page, never a bare 500);
+  a 405's ``Allow`` lists every method the path has, across all routes matching it;
+- an OpenAPI document listing every status a route answers (`core.openapi`);
 - ``/health``, ``/health/live``, ``/health/ready`` and ``/metrics``.
 """
 
@@ -19,14 +22,19 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from sensor_backend import __version__
 from sensor_backend.core.breaker import BreakerRegistry, CircuitOpenError
 from sensor_backend.core.errors import BadRequest, PayloadTooLarge, ServiceError, Unavailable
+from sensor_backend.core.fault_injection import FaultInjectionMiddleware
 from sensor_backend.core.health import HealthCollector, HealthMonitor, Status
+from sensor_backend.core.input_guard import InputGuard, UnsafeBodyError
 from sensor_backend.core.log import get_logger
 from sensor_backend.core.metrics import ServiceMetrics
+from sensor_backend.core.openapi import install_openapi
 from sensor_backend.core.request_context import incoming, request_id_var, trace_var
 
 if TYPE_CHECKING:
@@ -35,6 +43,10 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from sensor_backend.core.settings import ServiceSettings
+
+class Readiness(BaseModel):
+    status: Status
+
 
 QUIET_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 
@@ -46,6 +58,8 @@ class ServiceContext:
     metrics: ServiceMetrics = field(init=False)
     health: HealthMonitor = field(init=False)
     max_body_bytes: int = 1 << 20
+    # False where bodies are only streamed on to a service that checks them itself.
+    scan_bodies: bool = True
     on_startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -212,13 +226,29 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names one route's)."""
+    probe = {**request.scope, "method": ""}
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(probe)[0] is not Match.NONE:
+            methods |= route_methods
+    return sorted(methods)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
     if isinstance(exc, BodyTooLargeError):
         return _error_response(_too_large(exc.limit))
+    if isinstance(exc, UnsafeBodyError):
+        return _error_response(exc.error)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     body = {"error": code, "message": str(exc.detail)}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:  # noqa: PLR2004 - the status this branch is about
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 def _unexpected_response() -> JSONResponse:
@@ -262,6 +292,10 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    if ctx.settings.fault_injection:
+        # Inside the observability middleware: an injected fault is logged and counted
+        # like any other answer.
+        app.add_middleware(FaultInjectionMiddleware)
     app.add_middleware(ObservabilityMiddleware, ctx=ctx)
 
     @app.get("/health", tags=["ops"], summary="Liveness and dependencies (cached probes)")
@@ -272,7 +306,12 @@ def create_app(
     async def live() -> dict[str, str]:
         return {"status": "alive"}
 
-    @app.get("/health/ready", tags=["ops"], summary="Ready for traffic (503 when unhealthy)")
+    @app.get(
+        "/health/ready",
+        tags=["ops"],
+        summary="Ready for traffic (503 when unhealthy)",
+        responses={503: {"description": "An essential dependency is down", "model": Readiness}},
+    )
     async def ready() -> JSONResponse:
         status = ctx.health.status
         code = 503 if status is Status.UNHEALTHY else 200

@@ -4,9 +4,13 @@ Probes of dependencies (database, broker, other services) run in a background ta
 few seconds with a timeout each; `/health` only reads the cache, so it stays fast when a
 dependency hangs (DESIGN.md §6).
 
-Service status:
-- ``healthy``: every probe is up;
-- ``degraded``: a dependency is down but the service still answers (it degrades honestly);
+Service status says what the service can do, not which neighbour is away
+(docs/resilience.md):
+- ``healthy``: every capability works: each probe is up, or down with a working fallback
+  (auth away while tokens are checked against the cached JWKS: nothing is lost, the
+  fallback is named under ``fallbacks_in_use``);
+- ``degraded``: a capability is lost or delayed while the service still answers, named
+  under ``capabilities_lost`` (events down: completed tests' events wait in the outbox);
 - ``unhealthy``: a dependency marked essential is down, so the service cannot do its job.
 """
 
@@ -71,7 +75,18 @@ class _Check:
     name: str
     probe: Callable[[], Awaitable[dict[str, Any] | None]]
     essential: bool
+    # What the service cannot do while this dependency is down, and the fallback that
+    # keeps it working anyway (None: no fallback, or it cannot work right now).
+    capability: str | None = None
+    fallback: Callable[[], str | None] | None = None
     result: CheckResult = field(default_factory=CheckResult)
+
+    @property
+    def down(self) -> bool:
+        return self.result.status is not CheckStatus.UP
+
+    def fallback_in_use(self) -> str | None:
+        return self.fallback() if self.fallback is not None and self.down else None
 
 
 class HealthMonitor:
@@ -105,8 +120,15 @@ class HealthMonitor:
         probe: Callable[[], Awaitable[dict[str, Any] | None]],
         *,
         essential: bool = False,
+        capability: str | None = None,
+        fallback: Callable[[], str | None] | None = None,
     ) -> None:
-        self._checks[name] = _Check(name, probe, essential)
+        """Probe a dependency every interval.
+
+        ``capability`` is what the service loses while it is down, unless ``fallback()``
+        names a fallback that works right now.
+        """
+        self._checks[name] = _Check(name, probe, essential, capability, fallback)
 
     def add_extra(self, supplier: Callable[[], dict[str, Any]]) -> None:
         """Merge cheap, synchronous facts (queue depths...) into the document."""
@@ -162,12 +184,30 @@ class HealthMonitor:
 
     @property
     def status(self) -> Status:
-        down = [c for c in self._checks.values() if c.result.status is not CheckStatus.UP]
+        down = [c for c in self._checks.values() if c.down]
         if not down:
             return Status.HEALTHY
         if any(c.essential and c.result.status is CheckStatus.DOWN for c in down):
             return Status.UNHEALTHY
+        if all(c.fallback_in_use() is not None for c in down):
+            return Status.HEALTHY
         return Status.DEGRADED
+
+    def capabilities_lost(self) -> list[str]:
+        """What the service cannot do now, one line per down dependency without a fallback."""
+        lost: dict[str, None] = {}
+        for c in self._checks.values():
+            if c.down and c.fallback_in_use() is None:
+                lost[c.capability or f"whatever needs {c.name}"] = None
+        return list(lost)
+
+    def fallbacks_in_use(self) -> list[str]:
+        used: dict[str, None] = {}
+        for c in self._checks.values():
+            fallback = c.fallback_in_use()
+            if fallback is not None:
+                used[fallback] = None
+        return list(used)
 
     def report(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -177,6 +217,8 @@ class HealthMonitor:
             "version": __version__,
             "uptime_s": round(self._clock.monotonic() - self._started, 3),
             "checks": {name: c.result.as_dict() for name, c in self._checks.items()},
+            "capabilities_lost": self.capabilities_lost(),
+            "fallbacks_in_use": self.fallbacks_in_use(),
         }
         if self.breakers is not None:
             doc["circuit_breakers"] = self.breakers.snapshots()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+CLIENT_KEEPALIVE_S = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class HttpClientConfig:
@@ -24,7 +26,8 @@ class HttpClientConfig:
     # letting one slow upstream take every socket.
     max_connections: int = 256
     max_connections_per_host: int = 128
-    keepalive_s: float = 30.0
+    # Below every service's server keep-alive (server.SERVER_KEEPALIVE_S).
+    keepalive_s: float = CLIENT_KEEPALIVE_S
 
 
 def make_session(config: HttpClientConfig | None = None) -> aiohttp.ClientSession:

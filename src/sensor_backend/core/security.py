@@ -87,6 +87,12 @@ class AuthGuard:
             raise RuntimeError("AuthGuard used before startup")
         return self._authenticator
 
+    def fallback_in_use(self) -> str | None:
+        """The fallback that keeps token checks working without auth, when it can."""
+        if not self.ctx.settings.auth_fallback or self._jwks is None or not self._jwks.has_keys:
+            return None
+        return "tokens checked against the cached JWKS (X-Auth-Mode: fallback)"
+
     def facts(self) -> dict[str, object]:
         if self._authenticator is None or self._jwks is None:
             return {}

@@ -12,6 +12,13 @@ if TYPE_CHECKING:
     from sensor_backend.core.settings import ServiceSettings
 
 
+# The server must keep an idle connection open longer than any client pool keeps one idle
+# (http_client.CLIENT_KEEPALIVE_S), or a pooled connection is reused just as the server
+# closes it and the request fails with a reset (the rule Envoy and AWS ALB document:
+# the upstream's idle timeout exceeds the proxy's). docs/resilience.md.
+SERVER_KEEPALIVE_S = 75
+
+
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Serve until SIGINT/SIGTERM; uvicorn then runs the lifespan shutdown hooks."""
     config = uvicorn.Config(
@@ -26,8 +33,7 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
-        # Keep-alive longer than the gateway pool's idle timeout would race; keep it shorter.
-        timeout_keep_alive=20,
+        timeout_keep_alive=SERVER_KEEPALIVE_S,
         backlog=2048,
     )
     uvicorn.Server(config).run()

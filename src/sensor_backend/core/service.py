@@ -62,7 +62,9 @@ def attach_database(
 
     ctx.on_startup.append(db.start)
     ctx.on_shutdown.append(db.stop)
-    ctx.health.add_probe("database", probe, essential=essential)
+    ctx.health.add_probe(
+        "database", probe, essential=essential, capability=f"the {schema} schema (PostgreSQL)"
+    )
     return db
 
 

@@ -77,6 +77,9 @@ class ServiceSettings(BaseSettings):
     auth_fallback: bool = Field(default=True, validation_alias=AliasChoices("AUTH_FALLBACK"))
     # Health probes of dependencies run in the background; /health reads the cache.
     health_probe_interval_s: float = Field(default=2.0, gt=0)
+    # X-Fault-Abort: 5xx answered by the service itself (core/fault_injection.py), for
+    # drills and resilience tests. Never in production.
+    fault_injection: bool = False
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> ServiceSettings:
@@ -87,6 +90,9 @@ class ServiceSettings(BaseSettings):
             # The host name tells container replicas apart (all listen on the same port).
             host = socket.gethostname().split(".")[0]
             object.__setattr__(self, "instance_id", f"{self.service_name}-{host}-{self.port}")
+        if self.fault_injection and self.environment is Environment.PRODUCTION:
+            msg = "fault injection is for drills and tests; it cannot be on in production"
+            raise ValueError(msg)
         return self
 
     @property

@@ -53,11 +53,17 @@ def add_service_probes(
     name: str,
     urls: list[str],
     on_result: Callable[[str, bool], None] | None = None,
+    *,
+    capability: str | None = None,
+    fallback: Callable[[], str | None] | None = None,
 ) -> None:
     """One non-essential probe per replica of another service (``auth[0]``, ``auth[1]``...).
 
-    ``on_result(url, up)`` sees every probe's outcome (the gateway readmits replicas and
-    ends breaker waits with it).
+    ``on_result(url, ready)`` sees every probe's outcome (the gateway readmits replicas and
+    ends breaker waits with it). Ready means the replica answers *and* does not report
+    itself ``unhealthy`` (an essential dependency of its own down): a sensor replica whose
+    database is away answers its health check, but it cannot serve, and a breaker let
+    through on its word would only meet 503s and trip again, longer each time.
     """
     for index, url in enumerate(urls):
 
@@ -69,7 +75,9 @@ def add_service_probes(
                     on_result(url, False)  # noqa: FBT003 - (url, up) callback
                 raise
             if on_result is not None:
-                on_result(url, True)  # noqa: FBT003
+                on_result(url, details.get("remote_status") != "unhealthy")
             return details
 
-        ctx.health.add_probe(replica_label(name, index), probe)
+        ctx.health.add_probe(
+            replica_label(name, index), probe, capability=capability, fallback=fallback
+        )

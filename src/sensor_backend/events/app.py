@@ -83,7 +83,11 @@ def build_app(settings: EventsSettings | None = None) -> FastAPI:
         return details
 
     # Broker down is survivable (events spool durably), so it degrades rather than fails.
-    ctx.health.add_probe("broker", broker_probe)
+    ctx.health.add_probe(
+        "broker",
+        broker_probe,
+        capability="producing to the broker (accepted events wait in the local spool)",
+    )
     ctx.health.add_extra(
         lambda: {"spool": spool.snapshot(), "consumer": events.consumer.snapshot()}
     )

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from sensor_backend.core.app import ServiceContext, create_app
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
+from sensor_backend.core.dead_letter import DeadLetterCollector, DeadLetterStore
 from sensor_backend.core.drainer import Drainer
 from sensor_backend.core.retry import RetryBudget
 from sensor_backend.core.security import AuthGuard
@@ -13,6 +14,7 @@ from sensor_backend.core.service_token import ServiceTokenProvider
 from sensor_backend.core.spool import Spool
 from sensor_backend.core.upstreams import SessionHolder, add_service_probes
 from sensor_backend.gateway.console_routes import console_router
+from sensor_backend.gateway.dead_letter_routes import dead_letter_router
 from sensor_backend.gateway.event_queue import EventQueue
 from sensor_backend.gateway.gateway import Gateway
 from sensor_backend.gateway.health import GatewayHealth
@@ -51,10 +53,11 @@ def _upstream(
 def _probed(upstream: Upstream) -> Callable[[str, bool], None]:
     """Active health checks: a result also readmits (or withholds) a replica."""
 
-    def on_result(url: str, up: bool) -> None:  # noqa: FBT001 - the probe callback's shape
-        upstream.pool.probed(url, up=up)
-        if up:
-            # A replica answers its health check: let real calls probe the service now.
+    def on_result(url: str, ready: bool) -> None:  # noqa: FBT001 - the probe callback's shape
+        upstream.pool.probed(url, up=ready)
+        if ready:
+            # A replica is ready again: let real calls probe the service now, whatever the
+            # open wait has grown to over a long outage history (docs/resilience.md).
             upstream.breaker.health_check_passed()
 
     return on_result
@@ -78,6 +81,9 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         max_bytes=settings.spool_max_bytes,
         name="events",
     )
+    # Beside the spool, as durable: events the event service refused for good.
+    dead_letters = DeadLetterStore(settings.spool_dir, name="events-dead-letters")
+    limits = settings.event_limits()
     events = EventQueue(
         spool,
         upstreams["kafka"],
@@ -89,16 +95,28 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
             password=settings.service_account_password,
         ),
         timeout_s=settings.http_total_timeout_s,
+        limits=limits,
+        dead_letters=dead_letters,
     )
-    drainer = Drainer(spool, events.forward, batch=200, idle_s=0.5, name="gateway-events")
+    # Batches the event service accepts: the contract's count and bytes (core/event_limits).
+    drainer = Drainer(
+        spool,
+        events.forward,
+        batch=limits.max_batch_events,
+        max_bytes=limits.max_batch_bytes,
+        idle_s=0.5,
+        name="gateway-events",
+    )
     events.wake = drainer.wake
 
     async def start_queue() -> None:
         await spool.open()
+        await dead_letters.open()
         await drainer.start()
 
     async def stop_queue() -> None:
         await drainer.stop()
+        await dead_letters.close()
         await spool.close()
 
     ctx.on_startup.append(start_queue)
@@ -109,14 +127,20 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     aggregated = GatewayHealth(ctx.health, ctx.breakers, settings.upstreams())
     aggregated.extras.append(
-        lambda: {"event_spool": events.snapshot(), "drainer": drainer.snapshot()}
+        lambda: {
+            "event_spool": events.snapshot(),
+            "drainer": drainer.snapshot(),
+            "dead_letters": dead_letters.snapshot(),
+        }
     )
+    ctx.metrics.registry.register(DeadLetterCollector("gateway", dead_letters.snapshot))
     aggregated.extras.append(
         lambda: {"upstreams": {n: u.pool.snapshot() for n, u in upstreams.items()}}
     )
     app = create_app(ctx, title="sensor-backend API gateway", health_report=aggregated.report)
     app.include_router(router)
     app.include_router(console_router)
+    app.include_router(dead_letter_router)
     app.router.routes.extend(proxy_routes(gateway))
     app.state.gateway = gateway
     app.state.guard = guard

@@ -68,6 +68,12 @@ RESPONSE_SKIP = frozenset(
     }
 )
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# What a replica answers when it cannot serve anyone right now (docs/resilience.md): these
+# count against the service's breaker and the replica, and are retried where safe. A 500 is
+# one request's failure: it counts against the replica only (Envoy's consecutive_5xx),
+# whose ejection a passing health check ends. A 4xx is the client's: it counts as success.
+CANNOT_SERVE = frozenset({502, 503, 504})
+SERVER_ERROR = 500
 MAX_BUFFERED_BODY = 1 << 20
 
 
@@ -81,7 +87,20 @@ class _Outgoing:
 
 
 class UpstreamFailure(Exception):
-    """A failed attempt: connect error, timeout or a 5xx status."""
+    """A failed attempt before any byte reached the client: connect error or timeout.
+
+    ``response`` is set when the replica did answer, with a status that says it cannot serve
+    (502/503/504): relayed as it is when no retry is left, so the client sees the service's
+    own honest 503 and its ``Retry-After``.
+    """
+
+    def __init__(self, message: str, response: aiohttp.ClientResponse | None = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class UpstreamBrokeOffError(Exception):
+    """The upstream failed after the response had started: nothing can be retried."""
 
 
 class Upstream:
@@ -179,8 +198,14 @@ class Proxy:
         *,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
         body: bytes | None = None,
+        relay_unavailable: bool = True,
     ) -> None:
-        """Send the request to a replica and stream its answer; ``body`` if already read."""
+        """Send the request to a replica and stream its answer; ``body`` if already read.
+
+        A replica's 502/503/504 is relayed when no retry is left, unless
+        ``relay_unavailable`` is false: then `Unavailable` is raised (the event route
+        spools the body instead).
+        """
         method: str = scope["method"]
         headers = _forward_headers(scope)
         query = scope.get("query_string", b"")
@@ -203,14 +228,8 @@ class Proxy:
             except CircuitOpenError as exc:
                 raise unavailable(upstream.name, exc.retry_after_s, "circuit open") from exc
             replica = upstream.pool.pick(exclude)
-            if replica is None:
-                # Every replica ejected: the service is failing, and the breaker should know.
-                upstream.breaker.record_failure(generation)
-                raise unavailable(
-                    upstream.name, upstream.breaker.retry_after_s or 2, "no healthy replica"
-                )
+            outgoing = _Outgoing(method, target, headers, payload, extra_headers)
             try:
-                outgoing = _Outgoing(method, target, headers, payload, extra_headers)
                 await self._attempt(replica, upstream, generation, outgoing, send)
             except UpstreamFailure as exc:
                 can_retry = (
@@ -218,6 +237,16 @@ class Proxy:
                     and attempt + 1 < self.retry.max_attempts
                     and upstream.budget.try_withdraw()
                 )
+                if exc.response is not None:
+                    if not can_retry and relay_unavailable:
+                        # The service's own answer (e.g. 503 + Retry-After: its database is
+                        # down) tells the client more than one the gateway would make up.
+                        try:
+                            await self._relay(exc.response, send, extra_headers)
+                        finally:
+                            exc.response.release()
+                        return
+                    exc.response.release()
                 if not can_retry:
                     raise unavailable(
                         upstream.name, upstream.breaker.retry_after_s or 1, str(exc)
@@ -236,34 +265,54 @@ class Proxy:
         outgoing: _Outgoing,
         send: Send,
     ) -> None:
+        """One try; the outcome is recorded when the response headers arrive.
+
+        Whatever happens after that (a slow or vanished client, a long body) says nothing
+        about the upstream's health, and a response that has started is never retried.
+        """
         replica.outstanding += 1
         replica.requests += 1
         started = time.perf_counter()
+        breaker = upstream.breaker
+        pool = upstream.pool
         try:
             session: aiohttp.ClientSession = self._session()
-            async with session.request(
-                outgoing.method,
-                replica.url + outgoing.target,
-                headers=outgoing.headers,
-                data=outgoing.body,
-                timeout=self.timeout,
-                allow_redirects=False,
-            ) as resp:
-                if resp.status >= 500:  # noqa: PLR2004 - server errors count as failures
-                    upstream.breaker.record_failure(generation, time.perf_counter() - started)
-                    upstream.pool.failed(replica)
-                    raise UpstreamFailure(f"{replica.url} answered {resp.status}")
+            try:
+                resp = await session.request(
+                    outgoing.method,
+                    replica.url + outgoing.target,
+                    headers=outgoing.headers,
+                    data=outgoing.body,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                breaker.record_failure(generation, time.perf_counter() - started)
+                pool.failed(replica)
+                kind = "timed out" if isinstance(exc, TimeoutError) else "unreachable"
+                raise UpstreamFailure(f"{replica.url} {kind}") from exc
+            except BaseException:
+                breaker.release(generation)
+                raise
+            status = resp.status
+            if status in CANNOT_SERVE:
+                breaker.record_failure(generation, time.perf_counter() - started)
+                pool.failed(replica)
+                raise UpstreamFailure(f"{replica.url} answered {status}", resp)
+            breaker.record_success(generation, time.perf_counter() - started)
+            if status == SERVER_ERROR:
+                pool.failed(replica)
+            else:
+                pool.succeeded(replica)
+            try:
                 await self._relay(resp, send, outgoing.extra_headers)
-                upstream.breaker.record_success(generation, time.perf_counter() - started)
-                upstream.pool.succeeded(replica)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            upstream.breaker.record_failure(generation, time.perf_counter() - started)
-            upstream.pool.failed(replica)
-            kind = "timed out" if isinstance(exc, TimeoutError) else "unreachable"
-            raise UpstreamFailure(f"{replica.url} {kind}") from exc
-        except asyncio.CancelledError:
-            upstream.breaker.release(generation)
-            raise
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # The upstream broke off mid-body: too late to retry or to answer 503;
+                # the client's connection is closed by the server on this error.
+                pool.failed(replica)
+                raise UpstreamBrokeOffError(f"{replica.url} broke off the response") from exc
+            finally:
+                resp.release()
         finally:
             replica.outstanding -= 1
 

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from sensor_backend.core.errors import NotFound, Unavailable
 from sensor_backend.core.security import AdminToken
-from sensor_backend.gateway.proxy import read_body
+from sensor_backend.gateway.event_queue import read_event_body
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -91,8 +91,11 @@ class EventHandler:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gateway = self.gateway
         extra = await gateway.authenticate(scope)
-        raw = await read_body(receive, gateway.settings.max_body_bytes)
         queue = gateway.events
+        # The event contract first (413, 422, 400), whether the event service is up or
+        # not: the gateway never accepts what the event service would refuse.
+        raw = await read_event_body(scope, receive, queue.limits)
+        events, payloads, is_batch = await queue.parse(raw)
         if queue.spool.depth == 0:
             try:
                 await gateway.proxy.forward(
@@ -103,12 +106,13 @@ class EventHandler:
                     "/send-event",
                     extra_headers=extra,
                     body=raw,
+                    relay_unavailable=False,
                 )
             except Unavailable:
                 pass  # the event service cannot take it now: queue it durably below
             else:
                 return
-        doc = await queue.accept(raw)
+        doc = await queue.accept(events, payloads, is_batch=is_batch)
         await gateway.json(send, 202, doc, extra)
 
 
@@ -146,6 +150,12 @@ def openapi_paths() -> dict[str, Any]:
                 "responses": {
                     "201": {"description": "sent"},
                     "202": {"description": "queued"},
+                    "400": {"description": "body is not JSON"},
+                    "413": {
+                        "description": "body over the batch byte limit, or an event over the "
+                        "per-event limit (core/event_limits.py); nothing stored"
+                    },
+                    "422": {"description": "invalid event, or too many events in a batch"},
                     "503": {"description": "event spool full"},
                 },
             }

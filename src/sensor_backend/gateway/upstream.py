@@ -4,9 +4,16 @@
   two random healthy replicas, the one with fewer requests in flight wins. O(1) per pick and
   no herd on the single least-loaded replica.
 - Passive ejection (Envoy outlier detection): ``eject_after`` consecutive failures (connect
-  errors, timeouts, 5xx) eject a replica; it stays out until an active health probe
-  succeeds, and at least ``min_ejection_s`` (doubling per repeated ejection, capped).
-- All replicas ejected: the service is unavailable (the caller answers 503).
+  errors, timeouts, 5xx; see docs/resilience.md for what counts) eject a replica.
+- Active health checks bring it back: a replica whose probe sees it ready is readmitted at
+  once (Envoy's ``successful_active_health_check_uneject_host``, on by default), however
+  often it was ejected before; one whose probe fails (or that reports itself unable to
+  serve) gets no new traffic. So an ejection caused by a few bad requests lasts at most one
+  probe interval, and a long outage history never delays a return.
+- Panic routing: when every replica is ejected, pick among all of them (Envoy's
+  ``healthy_panic_threshold``). An ejection is a preference, never a refusal: whether the
+  service is down is the breaker's call, made from real outcomes, so the pool never turns
+  "no replica" into a failure of its own (which once kept a healthy service shut out).
 """
 
 from __future__ import annotations
@@ -15,8 +22,6 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from sensor_backend.core.clock import Clock, SystemClock
-
 
 @dataclass(slots=True)
 class Replica:
@@ -24,11 +29,11 @@ class Replica:
     outstanding: int = 0
     consecutive_failures: int = 0
     ejected: bool = False
-    ejected_until: float = 0.0
     ejections: int = 0
     requests: int = 0
     failures: int = 0
     probe_up: bool = True
+    readmissions: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -39,6 +44,8 @@ class Replica:
             "ejections": self.ejections,
             "requests": self.requests,
             "failures": self.failures,
+            "probe_up": self.probe_up,
+            "readmissions": self.readmissions,
         }
 
 
@@ -47,9 +54,6 @@ class UpstreamPool:
     service: str
     urls: list[str]
     eject_after: int = 3
-    min_ejection_s: float = 5.0
-    max_ejection_s: float = 300.0
-    clock: Clock = field(default_factory=SystemClock)
     rng: random.Random = field(default_factory=random.Random)
 
     def __post_init__(self) -> None:
@@ -58,13 +62,21 @@ class UpstreamPool:
     def healthy(self) -> list[Replica]:
         return [r for r in self.replicas if not r.ejected]
 
-    def pick(self, exclude: Replica | None = None) -> Replica | None:
-        """A replica to send to (not ``exclude`` when another exists), or None."""
-        candidates = [r for r in self.replicas if not r.ejected and r is not exclude]
+    @property
+    def panic(self) -> bool:
+        """Every replica is ejected: traffic goes to all of them (Envoy's panic mode)."""
+        return not any(not r.ejected for r in self.replicas)
+
+    def pick(self, exclude: Replica | None = None) -> Replica:
+        """A replica to send to: a healthy one other than ``exclude`` when one exists."""
+        replicas = self.replicas
+        if len(replicas) == 1:
+            return replicas[0]
+        candidates = [r for r in replicas if not r.ejected and r is not exclude]
         if not candidates:
-            candidates = [r for r in self.replicas if not r.ejected]
-        if not candidates:
-            return None
+            candidates = [r for r in replicas if not r.ejected] or [
+                r for r in replicas if r is not exclude
+            ]
         if len(candidates) == 1:
             return candidates[0]
         a, b = self.rng.sample(candidates, 2)
@@ -79,22 +91,21 @@ class UpstreamPool:
         if not replica.ejected and replica.consecutive_failures >= self.eject_after:
             replica.ejected = True
             replica.ejections += 1
-            wait = min(self.max_ejection_s, self.min_ejection_s * 2 ** (replica.ejections - 1))
-            replica.ejected_until = self.clock.monotonic() + wait
 
     def probed(self, url: str, *, up: bool) -> None:
-        """An active health check result: an ejected replica returns once it answers again."""
+        """An active health check result: ready readmits at once, not ready withholds."""
         for replica in self.replicas:
             if replica.url != url:
                 continue
             replica.probe_up = up
-            if up and replica.ejected and self.clock.monotonic() >= replica.ejected_until:
-                replica.ejected = False
+            if up:
+                if replica.ejected:
+                    replica.ejected = False
+                    replica.readmissions += 1
                 replica.consecutive_failures = 0
-            elif not up and not replica.ejected and len(self.replicas) > 1:
+            elif not replica.ejected:
                 # A replica whose health check fails is not sent new traffic either.
                 replica.ejected = True
-                replica.ejected_until = self.clock.monotonic()
 
     def readmit_all(self) -> None:
         """Operator reset: give every replica another chance."""
@@ -106,4 +117,5 @@ class UpstreamPool:
         return {
             "replicas": [r.snapshot() for r in self.replicas],
             "healthy": len(self.healthy()),
+            "panic": self.panic,
         }

@@ -26,10 +26,25 @@ def build_app(settings: SensorSettings | None = None) -> FastAPI:
     guard = AuthGuard(
         ctx, http, auth_urls=settings.auth_service_urls, jwks_path=settings.spool_dir / "jwks.json"
     )
-    # Auth and events are soft dependencies: JWKS fallback and the outbox keep the sensor
-    # service working without them (DESIGN.md §4, §5), so they only degrade its status.
-    add_service_probes(ctx, http, "auth", settings.auth_service_urls)
-    add_service_probes(ctx, http, "events", settings.events_service_urls)
+    # Auth and events are soft dependencies (DESIGN.md §4, §5). Without auth every route
+    # keeps working through the JWKS fallback: nothing is lost, so the status stays
+    # healthy. Without events, tests still run but their events wait in the outbox: a
+    # delayed capability, so degraded.
+    add_service_probes(
+        ctx,
+        http,
+        "auth",
+        settings.auth_service_urls,
+        capability="token checks (revocation, user still exists)",
+        fallback=guard.fallback_in_use,
+    )
+    add_service_probes(
+        ctx,
+        http,
+        "events",
+        settings.events_service_urls,
+        capability="event delivery (completed tests' events wait in the outbox)",
+    )
     sensor = SensorService(ctx, settings, db, http)
     ctx.on_startup.append(sensor.start)
     ctx.on_shutdown.append(sensor.stop)
