@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from sensor_backend.core.settings import ServiceSettings
 
+
 class Readiness(BaseModel):
     status: Status
 
@@ -296,7 +297,10 @@ def create_app(
         # Inside the observability middleware: an injected fault is logged and counted
         # like any other answer.
         app.add_middleware(FaultInjectionMiddleware)
+    # Inside the observability middleware too: a refused input keeps its request id.
+    app.add_middleware(InputGuard, scan_body=ctx.scan_bodies)
     app.add_middleware(ObservabilityMiddleware, ctx=ctx)
+    install_openapi(app)
 
     @app.get("/health", tags=["ops"], summary="Liveness and dependencies (cached probes)")
     async def health() -> dict[str, Any]:

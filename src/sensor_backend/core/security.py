@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
 from sensor_backend.core.errors import Unavailable
@@ -25,6 +26,21 @@ if TYPE_CHECKING:
     from sensor_backend.core.upstreams import SessionHolder
 
 AUTH_MODE_HEADER = "X-Auth-Mode"
+# Documentation only (auto_error off): it puts the bearer scheme into the OpenAPI document,
+# so clients and fuzzers know which routes need a token. The header itself is parsed by
+# `authorization_header`'s callers, whose refusals say more than HTTPBearer's.
+bearer_scheme = HTTPBearer(scheme_name="bearer", bearerFormat="JWT", auto_error=False)
+
+
+async def authorization_header(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> str | None:
+    """The raw ``Authorization`` header of a route that documents bearer security."""
+    return request.headers.get("authorization")
+
+
+Authorization = Annotated[str | None, Depends(authorization_header)]
 
 
 class AuthGuard:
@@ -99,17 +115,21 @@ class AuthGuard:
         return {"token_auth": self._authenticator.snapshot(), "jwks": self._jwks.snapshot()}
 
 
-async def require_token(request: Request, response: Response) -> Authenticated:
+async def require_token(
+    request: Request, response: Response, authorization: Authorization
+) -> Authenticated:
     guard: AuthGuard = request.app.state.guard
-    result = await guard.authenticate(request.headers.get("authorization"))
+    result = await guard.authenticate(authorization)
     if result.mode == "fallback":
         response.headers[AUTH_MODE_HEADER] = "fallback"
     request.state.auth = result
     return result
 
 
-async def require_admin_token(request: Request, response: Response) -> Authenticated:
-    return require_admin(await require_token(request, response))
+async def require_admin_token(
+    request: Request, response: Response, authorization: Authorization
+) -> Authenticated:
+    return require_admin(await require_token(request, response, authorization))
 
 
 Token = Annotated[Authenticated, Depends(require_token)]
