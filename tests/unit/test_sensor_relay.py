@@ -31,13 +31,15 @@ PASSWORD = "relay-password"  # noqa: S105 - a test fixture's password
 class MemoryOutbox:
     sent: list[int] = field(default_factory=list)
     dead: dict[int, str] = field(default_factory=dict)
+    dead_status: dict[int, int | None] = field(default_factory=dict)
     released: list[tuple[list[int], str, float]] = field(default_factory=list)
 
     async def mark_sent(self, seqs: list[int]) -> None:
         self.sent += seqs
 
-    async def mark_dead(self, seq: int, reason: str) -> None:
+    async def mark_dead(self, seq: int, reason: str, *, status: int | None = None) -> None:
         self.dead[seq] = reason
+        self.dead_status[seq] = status
 
     async def release(self, seqs: list[int], reason: str, *, delay_s: float) -> None:
         self.released.append((seqs, reason, delay_s))

@@ -14,6 +14,7 @@ import random
 from typing import TYPE_CHECKING
 
 from sensor_backend.core.clock import Clock, SystemClock
+from sensor_backend.core.event_limits import batch_body_bytes
 from sensor_backend.core.spool import _check_positive_int, _check_seconds
 
 if TYPE_CHECKING:
@@ -38,12 +39,15 @@ class _Outcome(enum.Enum):
 class Drainer:
     """Sends a spool's items downstream in order and acks what was delivered.
 
-    ``send`` gets a batch (oldest first, at most ``batch`` items) and returns the seqs the
-    downstream acknowledged; exactly those (if they were in the batch) are acked, the
-    rest stay for the next round, so with a ``send`` that stops at its first failure and
-    returns the delivered prefix, order is preserved. ``send`` may also return the seq of
-    an item it gave up on for good (a poison item) to drop it: a returned seq means
-    "done with it".
+    ``send`` gets a batch (oldest first, at most ``batch`` items and, with ``max_bytes``, at
+    most that many bytes once framed as a JSON array, :func:`~.event_limits.batch_body`; an
+    item larger than that alone still goes alone, so its sender can dead-letter it instead
+    of it blocking the spool) and returns the seqs the downstream acknowledged; exactly
+    those (if they were in the batch) are acked, the rest stay for the next round, so with
+    a ``send`` that stops at its first failure and returns the delivered prefix, order is
+    preserved. ``send`` may also return the seq of an item the downstream refused for good,
+    once it has recorded it durably elsewhere (:mod:`.dead_letter`): a returned seq means
+    "done with it", so returning one without such a record would lose the item.
 
     A round that raises, or delivers nothing, is a failure: the batch's ``attempts`` are
     incremented and the drainer backs off ``min(max_backoff_s, base_backoff_s * 2 ** n)``
@@ -59,6 +63,7 @@ class Drainer:
         send: Callable[[list[SpooledItem]], Awaitable[list[int]]],
         *,
         batch: int = 100,
+        max_bytes: int | None = None,
         idle_s: float = 0.5,
         max_backoff_s: float = 10.0,
         base_backoff_s: float = 0.1,
@@ -67,6 +72,8 @@ class Drainer:
         clock: Clock = _SYSTEM_CLOCK,
     ) -> None:
         _check_positive_int("batch", batch)
+        if max_bytes is not None:
+            _check_positive_int("max_bytes", max_bytes)
         _check_seconds("idle_s", idle_s, positive=True)
         _check_seconds("base_backoff_s", base_backoff_s)
         _check_seconds("max_backoff_s", max_backoff_s)
@@ -77,6 +84,7 @@ class Drainer:
         self.spool = spool
         self.name = name
         self.batch = batch
+        self.max_bytes = max_bytes
         self.idle_s = idle_s
         self.base_backoff_s = base_backoff_s
         self.max_backoff_s = max_backoff_s
@@ -186,11 +194,20 @@ class Drainer:
         except Exception:  # noqa: BLE001 (bookkeeping only; the round failed already)
             _log.warning("drainer %s: could not record a delivery attempt", self.name)
 
+    async def _peek(self) -> list[SpooledItem]:
+        if self.max_bytes is None:
+            return await self.spool.peek(self.batch)
+        # The spool bounds the payload bytes; the framing (brackets, commas) is trimmed here.
+        items = await self.spool.peek_within(self.batch, self.max_bytes)
+        while len(items) > 1 and batch_body_bytes(len(i.payload) for i in items) > self.max_bytes:
+            items.pop()
+        return items
+
     async def _round(self) -> _Outcome:
         self._wake.clear()  # a wake() from here on means "look again after this round"
         self.rounds += 1
         try:
-            items = await self.spool.peek(self.batch)
+            items = await self._peek()
         except Exception as exc:  # noqa: BLE001 (the drainer must outlive any failure)
             return self._failed(f"spool peek failed: {exc!r}")
         if not items:

@@ -284,6 +284,16 @@ class Spool:
             return []
         return await self._run(functools.partial(self._peek_sync, limit))
 
+    async def peek_within(self, limit: int, max_bytes: int) -> list[SpooledItem]:
+        """:meth:`peek`, but only as many as fit in ``max_bytes`` of payload.
+
+        Always the oldest item, though: an oversized one reaches its sender, which can
+        dead-letter it, instead of blocking the spool.
+        """
+        if limit <= 0:
+            return []
+        return await self._run(functools.partial(self._peek_within_sync, limit, max_bytes))
+
     async def ack(self, seqs: Sequence[int]) -> None:
         """Delete the given items in one transaction; unknown seqs are ignored."""
         unique = list(dict.fromkeys(seqs))
@@ -479,6 +489,21 @@ class Spool:
         rows = self._require_conn().execute(
             "SELECT seq, key, payload, created_at, attempts FROM spool ORDER BY seq LIMIT ?",
             (limit,),
+        )
+        return [
+            SpooledItem(seq=seq, key=key, payload=bytes(payload), created_at=ts, attempts=n)
+            for seq, key, payload, ts, n in rows
+        ]
+
+    def _peek_within_sync(self, limit: int, max_bytes: int) -> list[SpooledItem]:
+        # The running total reads only the small "size" column of the first ``limit`` rows;
+        # payloads are read for the rows that fit.
+        rows = self._require_conn().execute(
+            "SELECT seq, key, payload, created_at, attempts FROM spool WHERE seq IN"
+            " (SELECT seq FROM (SELECT seq, SUM(size) OVER (ORDER BY seq) AS running,"
+            " ROW_NUMBER() OVER (ORDER BY seq) AS n FROM (SELECT seq, size FROM spool"
+            " ORDER BY seq LIMIT ?)) WHERE n = 1 OR running <= ?) ORDER BY seq",
+            (limit, max_bytes),
         )
         return [
             SpooledItem(seq=seq, key=key, payload=bytes(payload), created_at=ts, attempts=n)

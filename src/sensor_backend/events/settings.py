@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from sensor_backend.core.event_limits import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    MAX_EVENT_BYTES,
+    EventLimits,
+)
 from sensor_backend.core.settings import (
     DatabaseSettingsMixin,
     ServiceSettings,
@@ -49,11 +55,26 @@ class EventsSettings(DatabaseSettingsMixin, ServiceSettings):
     )
     spool_max_items: int = Field(default=100_000, ge=1)
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
-    max_batch: int = Field(default=500, ge=1, le=10_000)
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # The event contract (core/event_limits.py), the same defaults as the gateway's and
+    # the sensor relay's: /send-event's body limit, batch size and per-event size.
+    max_batch: int = Field(default=MAX_BATCH_EVENTS, ge=1, le=10_000)
+    max_body_bytes: int = Field(default=MAX_BATCH_BYTES, ge=1024)
+    max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1024)
 
     auth_service_urls: UrlList = Field(
         default=["http://127.0.0.1:8001"], validation_alias=shared("AUTH_SERVICE_URLS", PREFIX)
     )
 
     _split = field_validator("auth_service_urls", mode="before")(split_urls)
+
+    @model_validator(mode="after")
+    def _event_contract(self) -> EventsSettings:
+        self.event_limits()  # raises ValueError for a body limit below one maximal event
+        return self
+
+    def event_limits(self) -> EventLimits:
+        return EventLimits(
+            max_event_bytes=self.max_event_bytes,
+            max_batch_events=self.max_batch,
+            max_batch_bytes=self.max_body_bytes,
+        )

@@ -1,22 +1,46 @@
 """Events accepted by the gateway while the event service is down, durably.
 
 The original notes' "queue events for later processing", made durable. ``POST /events``
-is proxied when the event service answers. When it cannot (breaker open,
-no healthy replica, connect error, timeout, 5xx) or while older events still wait, the body
-is validated as the event service would (so a 202 never hides a 422) and appended to the
-gateway's fsynced, bounded spool: 202 ``queued``. A forwarder drains the spool in order to
-the event service as the service account; the event id dedups any resend.
+is validated against the event contract (:mod:`sensor_backend.core.event_limits`: 413 for
+an event or body over the limits, 422 for an invalid event, nothing stored) whether the
+event service is up or not, so the gateway never accepts what the event service would
+refuse. It is then proxied when the event service answers; when it cannot (breaker open,
+no healthy replica, connect error, timeout, 5xx) or while older events still wait, the
+events are appended to the gateway's fsynced, bounded spool: 202 ``queued``.
+
+A drainer sends the spool in order to the event service as the service account, in
+batches bounded by count and bytes (the same contract). What the answer means:
+
+======================  ==========================================================
+answer                  what happens to the batch
+======================  ==========================================================
+2xx                     delivered: acked in the spool
+401                     token renewed, the batch sent again at once (once)
+5xx, no answer, other   kept in the spool, retried with backoff (5xx and errors
+retryable 4xx           count against the events breaker); see
+                        :func:`~sensor_backend.core.event_limits.is_permanent_refusal`
+413, 400, 422 ...       a batch is halved and each half sent (so a batch too large
+                        after a limit change still goes, and one bad event cannot
+                        hold back the others); a single refused event is written to
+                        the dead-letter store (:mod:`sensor_backend.core.dead_letter`)
+                        *before* it is acked, so nothing leaves the spool unrecorded
+======================  ==========================================================
+
+The event id dedups any resend at the event service.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from sensor_backend.core.cloudevents import parse_events
-from sensor_backend.core.errors import Unavailable
+from sensor_backend.core.breaker import CircuitOpenError
+from sensor_backend.core.dead_letter import NewDeadLetter
+from sensor_backend.core.errors import NotFound, PayloadTooLarge, Unavailable
+from sensor_backend.core.event_limits import batch_body, is_permanent_refusal
 from sensor_backend.core.log import get_logger
 from sensor_backend.core.service_token import ServiceTokenError
 from sensor_backend.core.spool import SpoolFullError
@@ -24,12 +48,22 @@ from sensor_backend.core.spool import SpoolFullError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from starlette.types import Receive, Scope
+
+    from sensor_backend.core.cloudevents import CloudEvent
+    from sensor_backend.core.dead_letter import DeadLetterStore
+    from sensor_backend.core.event_limits import EventLimits
     from sensor_backend.core.service_token import ServiceTokenProvider
     from sensor_backend.core.spool import Spool, SpooledItem
     from sensor_backend.gateway.proxy import Upstream
+    from sensor_backend.gateway.upstream import Replica
 
 log = get_logger("gateway.events")
-MAX_BATCH = 500
+ORIGIN = "gateway-spool"
+# Bodies larger than this are parsed in a thread: validating megabytes of JSON with
+# pydantic takes tens of milliseconds, which must not stall the event loop.
+PARSE_INLINE_BYTES = 256 * 1024
+MAX_DETAIL_CHARS = 700
 
 
 class EventQueue:
@@ -41,22 +75,41 @@ class EventQueue:
         token: ServiceTokenProvider,
         *,
         timeout_s: float,
+        limits: EventLimits,
+        dead_letters: DeadLetterStore,
     ) -> None:
         self.spool = spool
         self.upstream = upstream
         self._session = session
         self.token = token
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.limits = limits
+        self.dead_letters = dead_letters
         self.accepted = 0
         self.forwarded = 0
-        self.rejected_by_service = 0
+        self.dead_lettered = 0
+        self.splits = 0
+        self.refused_too_large = 0
         self.wake: Callable[[], None] = lambda: None
 
-    async def accept(self, raw: bytes) -> dict[str, Any]:
-        """Validate and spool a body of one event or a batch; the 202 answer."""
-        events, is_batch = parse_events(raw, MAX_BATCH)
+    async def parse(self, raw: bytes) -> tuple[list[CloudEvent], list[bytes], bool]:
+        """Validate a body against the event contract (413, 422, 400 as the service would)."""
         try:
-            stored = await self.spool.append([(e.id, e.stamped().encode()) for e in events])
+            if len(raw) <= PARSE_INLINE_BYTES:
+                return self.limits.parse(raw)
+            return await asyncio.to_thread(self.limits.parse, raw)
+        except PayloadTooLarge:
+            self.refused_too_large += 1
+            raise
+
+    async def accept(
+        self, events: list[CloudEvent], payloads: list[bytes], *, is_batch: bool
+    ) -> dict[str, Any]:
+        """Spool validated events; the 202 answer."""
+        try:
+            stored = await self.spool.append(
+                [(e.id, payload) for e, payload in zip(events, payloads, strict=True)]
+            )
         except SpoolFullError as exc:
             raise Unavailable(
                 "event service down and the gateway's event spool is full",
@@ -80,9 +133,72 @@ class EventQueue:
             doc.update(results[0])
         return doc
 
+    # -- delivery (the drainer's send) -------------------------------------------------
+
     async def forward(self, items: list[SpooledItem]) -> list[int]:
-        """The drainer's send: one batch to the event service, all or nothing."""
-        replica = self.upstream.pool.pick()
+        """Send a batch; the seqs done with (delivered or dead-lettered), an ordered prefix.
+
+        Stops at the first event that must be retried, so the rest keep their order. Raises
+        when nothing at all could be done (the drainer then backs off).
+        """
+        done: list[int] = []
+        try:
+            await self._deliver(items, done)
+        except (ConnectionError, CircuitOpenError, ServiceTokenError):
+            if not done:
+                raise
+        return done
+
+    async def _deliver(self, items: list[SpooledItem], done: list[int]) -> None:
+        status, detail = await self._post(items)
+        if status < 300:  # noqa: PLR2004 - 2xx: the event service has them
+            done.extend(item.seq for item in items)
+            self.forwarded += len(items)
+            return
+        if not is_permanent_refusal(status):
+            raise ConnectionError(f"event service answered {status}: {detail[:200]}")
+        if len(items) > 1:
+            # Too large (a limit lowered since these were accepted) or one bad event in the
+            # batch: halves go separately, down to single events.
+            self.splits += 1
+            half = len(items) // 2
+            await self._deliver(items[:half], done)
+            await self._deliver(items[half:], done)
+            return
+        await self._dead_letter(items[0], status, detail)
+        done.append(items[0].seq)
+
+    async def _dead_letter(self, item: SpooledItem, status: int, detail: str) -> None:
+        # Recorded (fsynced) before the caller acks it in the spool: never in neither.
+        await self.dead_letters.add(
+            [
+                NewDeadLetter(
+                    key=item.key,
+                    payload=item.payload,
+                    origin=ORIGIN,
+                    status=status,
+                    reason=f"refused by the event service: {status} {detail}",
+                    attempts=item.attempts + 1,
+                    first_seen_at=item.created_at,
+                )
+            ]
+        )
+        self.dead_lettered += 1
+        log.error(
+            "event dead-lettered",
+            event_id=item.key,
+            status=status,
+            size=len(item.payload),
+            detail=detail[:300],
+        )
+
+    async def _post(self, items: list[SpooledItem], *, renewed: bool = False) -> tuple[int, str]:
+        """One POST of a batch: its status and the answer's start; raises if none came.
+
+        5xx and transport errors count against the events breaker and the replica; any
+        other answer shows the service is up.
+        """
+        replica: Replica | None = self.upstream.pool.pick()
         if replica is None:
             raise ConnectionError("no healthy event-service replica")
         generation = self.upstream.breaker.acquire()
@@ -91,14 +207,14 @@ class EventQueue:
         except ServiceTokenError:
             self.upstream.breaker.release(generation)
             raise
-        body = b"[" + b",".join(item.payload for item in items) + b"]"
+        body = batch_body([item.payload for item in items])
         headers = {"Authorization": authorization, "Content-Type": "application/json"}
         try:
             async with self._session().post(
                 f"{replica.url}/send-event", data=body, headers=headers, timeout=self.timeout
             ) as resp:
                 status = resp.status
-                detail = (await resp.text())[:300]
+                detail = (await resp.content.read(MAX_DETAIL_CHARS)).decode("utf-8", "replace")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self.upstream.breaker.record_failure(generation)
             self.upstream.pool.failed(replica)
@@ -110,24 +226,95 @@ class EventQueue:
         self.upstream.breaker.record_success(generation, 0.0)
         if status == 401:  # noqa: PLR2004 - the service token expired or was revoked
             self.token.invalidate()
-            raise ConnectionError("event service refused the service token")
-        if status >= 400:  # noqa: PLR2004
-            # Validated before spooling, so this is a contract bug; do not block the queue.
-            self.rejected_by_service += len(items)
-            log.error(
-                "event service rejected spooled events",
-                status=status,
-                detail=detail,
-                ids=[json.loads(i.payload).get("id") for i in items][:10],
-            )
-        else:
-            self.forwarded += len(items)
-        return [item.seq for item in items]
+            if not renewed:
+                return await self._post(items, renewed=True)
+            raise ConnectionError("event service refused a freshly issued service token")
+        return status, detail
+
+    # -- operator actions --------------------------------------------------------------
+
+    async def replay(self, event_id: str) -> dict[str, Any]:
+        """Put a dead letter back into the spool for delivery; 404 if there is none."""
+        entry = await self.dead_letters.get(event_id)
+        if entry is None or entry.payload is None:
+            raise NotFound(f"no dead-lettered event {event_id}")
+        try:
+            (stored,) = await self.spool.append([(entry.key, entry.payload)])
+        except SpoolFullError as exc:
+            raise Unavailable(
+                "the gateway's event spool is full; replay later",
+                retry_after_s=exc.retry_after_s,
+                service="kafka",
+            ) from exc
+        # Spooled (fsynced) first, removed second: a crash in between leaves it in both,
+        # and the event service dedups the id if both ever send it.
+        await self.dead_letters.remove(entry.key)
+        self.dead_letters.replayed += 1
+        self.wake()
+        log.info("dead letter replayed", event_id=entry.key, already_spooled=not stored)
+        return {
+            "id": entry.key,
+            "status": "queued" if stored else "already_queued",
+            "queue_depth": self.spool.depth,
+        }
+
+    async def discard(self, event_id: str, *, by: str) -> dict[str, Any]:
+        """Delete a dead letter for good (an operator's decision, logged); 404 if none."""
+        entry = await self.dead_letters.get(event_id)
+        if entry is None or not await self.dead_letters.remove(event_id):
+            raise NotFound(f"no dead-lettered event {event_id}")
+        self.dead_letters.discarded += 1
+        # The log line is the record of a deliberate discard, with the event itself.
+        log.warning(
+            "dead letter discarded",
+            event_id=event_id,
+            by=by,
+            reason=entry.reason,
+            payload=(entry.payload or b"").decode("utf-8", "replace")[:2000],
+        )
+        return {"id": event_id, "status": "discarded"}
 
     def snapshot(self) -> dict[str, Any]:
         return {
             **self.spool.snapshot(),
             "accepted": self.accepted,
             "forwarded": self.forwarded,
-            "rejected_by_service": self.rejected_by_service,
+            "dead_lettered": self.dead_lettered,
+            "splits": self.splits,
+            "refused_too_large": self.refused_too_large,
+            "limits": self.limits.as_dict(),
         }
+
+
+def decode_event(payload: bytes | None) -> Any:  # noqa: ANN401 - any JSON document
+    """A stored payload as JSON for the admin API (raw text if it is not JSON)."""
+    if payload is None:
+        return None
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload.decode("utf-8", "replace")
+
+
+async def read_event_body(scope: Scope, receive: Receive, limits: EventLimits) -> bytes:
+    """The body of ``POST /events``, refused with 413 past the batch byte limit.
+
+    Checked on Content-Length before reading anything, and again while a chunked body
+    streams in, so an oversized body is never buffered beyond the limit.
+    """
+    for key, value in scope["headers"]:
+        if key == b"content-length" and value.isdigit():
+            limits.check_body_length(int(value))
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        limits.check_body_length(size)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)

@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from sensor_backend.core.event_limits import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    MAX_EVENT_BYTES,
+    EventLimits,
+)
 from sensor_backend.core.settings import ServiceSettings, UrlList, shared, split_urls
 
 PREFIX = "GATEWAY_"
@@ -33,6 +39,11 @@ class GatewaySettings(ServiceSettings):
     spool_max_items: int = Field(default=100_000, ge=1)
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # The event contract (core/event_limits.py), the same defaults as the event service's:
+    # POST /events refuses more than this (413) and the spool drains in batches of it.
+    events_max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1024)
+    events_max_batch: int = Field(default=MAX_BATCH_EVENTS, ge=1, le=10_000)
+    events_max_batch_bytes: int = Field(default=MAX_BATCH_BYTES, ge=1024)
     # Per-service breaker knobs (DESIGN.md §5 defaults: 5 failures or 50 % of 20, 30 s
     # doubling to 300 s).
     breaker_failures: int = Field(default=5, ge=1)
@@ -40,6 +51,11 @@ class GatewaySettings(ServiceSettings):
     breaker_max_open_s: float = Field(default=300.0, gt=0)
     # Passive ejection of a replica after consecutive failures (Envoy outlier detection).
     eject_after: int = Field(default=3, ge=1)
+    # The gateway's probes of the services end breaker waits and readmit replicas, so they
+    # run twice as often as a service's probes of its own dependencies: a dependency's
+    # return reaches clients within a service probe round plus one gateway round
+    # (docs/resilience.md). Each round is three cached GET /health calls.
+    health_probe_interval_s: float = Field(default=1.0, gt=0)
     service_account_username: str = Field(
         default="sensor-relay", validation_alias=AliasChoices("SERVICE_ACCOUNT_USERNAME")
     )
@@ -50,6 +66,18 @@ class GatewaySettings(ServiceSettings):
     _split = field_validator(
         "auth_service_urls", "sensor_service_urls", "events_service_urls", mode="before"
     )(split_urls)
+
+    @model_validator(mode="after")
+    def _event_contract(self) -> GatewaySettings:
+        self.event_limits()  # raises ValueError for a batch limit below one maximal event
+        return self
+
+    def event_limits(self) -> EventLimits:
+        return EventLimits(
+            max_event_bytes=self.events_max_event_bytes,
+            max_batch_events=self.events_max_batch,
+            max_batch_bytes=self.events_max_batch_bytes,
+        )
 
     def upstreams(self) -> dict[str, list[str]]:
         """Replica lists keyed by the names used in /health (DESIGN.md §6)."""

@@ -271,13 +271,16 @@ class JobQueue:
                 " (SELECT extract(epoch FROM now() - min(created_at)) FROM tests"
                 "  WHERE status = 'queued') AS oldest_queued_s,"
                 " (SELECT count(*) FROM outbox WHERE status = 'pending') AS outbox_pending,"
-                " (SELECT count(*) FROM outbox WHERE status = 'dead') AS outbox_dead"
+                " (SELECT count(*) FROM outbox WHERE status = 'dead') AS outbox_dead,"
+                " (SELECT extract(epoch FROM now() - min(dead_at)) FROM outbox"
+                "  WHERE status = 'dead') AS outbox_oldest_dead_s"
             )
 
         row = await self.db.run(read)
         doc = dict(row)
-        oldest = doc["oldest_queued_s"]
-        doc["oldest_queued_s"] = None if oldest is None else round(float(oldest), 3)
+        for key in ("oldest_queued_s", "outbox_oldest_dead_s"):
+            oldest = doc[key]
+            doc[key] = None if oldest is None else round(float(oldest), 3)
         return doc
 
 

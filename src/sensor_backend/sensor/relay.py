@@ -11,13 +11,18 @@ answer                  what happens to the rows
 200, 201, 202           ``sent`` (201 produced, 202 spooled by the event service,
                         200 all duplicates: it had them already)
 401                     token invalidated, rows retried soon with a fresh token
-408, 429, 5xx, no answer  retried with capped exponential backoff and full jitter
-                        (``core.retry.backoff_s``); 5xx and errors count against the
-                        breaker, which stops all delivery while the service is down
-other 4xx               a batch is split and each event sent alone, so one bad event
-                        cannot hold back the others; a single refused event is
-                        ``dead`` with the status and body as the reason
+5xx, no answer, a 4xx   retried with capped exponential backoff and full jitter
+retrying can fix        (``core.retry.backoff_s``); 5xx and errors count against the
+(408, 429, 403, ...)    breaker, which stops all delivery while the service is down
+413, 400, 422 ...       a batch is halved and each half sent (a batch too large goes
+                        in parts, one bad event cannot hold back the others); a single
+                        refused event is ``dead`` (the outbox's dead letter) with the
+                        status and body as the reason
 ======================  ==========================================================
+
+Claims follow the event contract (:mod:`sensor_backend.core.event_limits`): at most the
+batch count and byte limits, and a row whose event is over the per-event limit is dead at
+once instead of being posted to a service that must refuse it.
 
 Delivery is at least once (a relay can die between the POST and marking the rows sent);
 the event id is the event service's dedup key, so a redelivery is answered "duplicate" and
@@ -37,6 +42,7 @@ import aiohttp
 
 from sensor_backend.core.breaker import BreakerState, CircuitOpenError
 from sensor_backend.core.db import DatabaseUnavailable
+from sensor_backend.core.event_limits import batch_body, is_permanent_refusal
 from sensor_backend.core.log import get_logger
 from sensor_backend.core.retry import RetryPolicy, backoff_s
 from sensor_backend.core.service_token import ServiceTokenError, ServiceTokenProvider
@@ -52,7 +58,6 @@ if TYPE_CHECKING:
 
 log = get_logger("sensor.relay")
 DELIVERED = frozenset({200, 201, 202})
-TRANSIENT_4XX = frozenset({408, 429})
 MAX_ANSWER_BYTES = 64 * 1024
 NO_TOKEN_WAIT_S = 2.0
 IDLE_WAIT_S = 1.0
@@ -75,6 +80,7 @@ class Relay:
         self.metrics = metrics
         self.name = f"{settings.instance_id}/{os.getpid()}/relay"
         self.urls = [u.rstrip("/") + "/send-event" for u in settings.events_service_urls]
+        self.limits = settings.event_limits()
         self.policy = RetryPolicy(
             max_attempts=1_000_000, base_s=0.5, cap_s=settings.relay_max_backoff_s
         )
@@ -144,17 +150,43 @@ class Relay:
             self.last_error = str(exc)
             return NO_TOKEN_WAIT_S
         try:
-            rows = await self.outbox.claim(self.name, self.settings.relay_batch_size)
+            claimed = await self.outbox.claim(
+                self.name, self.limits.max_batch_events, self.limits.max_batch_bytes
+            )
         except DatabaseUnavailable as exc:
             self.state = "waiting for database"
             self.last_error = exc.message
             return min(exc.retry_after_s, 5.0)
-        if not rows:
+        if not claimed:
             self.state = "idle"
             return min(IDLE_WAIT_S, self.settings.poll_interval_s * 2)
         self.state = "delivering"
-        await self._deliver(rows, authorization)
-        return None if len(rows) == self.settings.relay_batch_size else 0.0
+        rows = await self._screen(claimed)
+        if rows:
+            await self._deliver(rows, authorization)
+        return None if len(claimed) == self.limits.max_batch_events else 0.0
+
+    async def _screen(self, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """Dead-letter rows over the per-event limit; the rest, to post."""
+        fit: list[OutboxRow] = []
+        for row in rows:
+            size = len(encode(row.event))
+            if size <= self.limits.max_event_bytes:
+                fit.append(row)
+                continue
+            reason = (
+                f"event is {size} bytes encoded, over the {self.limits.max_event_bytes}-byte "
+                "limit for one event: the event service would refuse it (413)"
+            )
+            await self._dead(row, reason, None)
+        return fit
+
+    async def _dead(self, row: OutboxRow, reason: str, status: int | None) -> None:
+        await self._db(self.outbox.mark_dead(row.seq, reason, status=status))
+        self.counts["dead"] += 1
+        self.metrics.dead.inc()
+        self.last_error = reason[:300]
+        log.error("outbox event dead-lettered", event_id=row.event_id, status=status)
 
     # ------------------------------------------------------------------ delivery
 
@@ -182,27 +214,27 @@ class Relay:
             assert self._tokens is not None  # noqa: S101 - set by start()
             self._tokens.invalidate()
             await self._retry(rows, "unauthorized", "401 from the event service", 0.2)
-        elif status in TRANSIENT_4XX or status >= 500:  # noqa: PLR2004 - HTTP 5xx
+        elif not is_permanent_refusal(status):
             kind = "throttled"
             if status >= 500:  # noqa: PLR2004 - HTTP 5xx
                 self._rotate()
                 kind = "server_error"
             await self._retry(rows, kind, f"event service answered {status}: {text[:300]}")
         elif len(rows) > 1:
-            for row in rows:  # find the event it refuses; deliver the others
-                await self._deliver([row], authorization)
+            # Too large for the service (a limit lowered) or one bad event: halves go
+            # separately, down to single events, so the others are delivered.
+            half = len(rows) // 2
+            await self._deliver(rows[:half], authorization)
+            await self._deliver(rows[half:], authorization)
         else:
             reason = f"refused by the event service: {status} {text[:700]}"
-            await self._db(self.outbox.mark_dead(rows[0].seq, reason))
-            self.counts["dead"] += 1
-            self.metrics.dead.inc()
-            self.last_error = reason[:300]
-            log.error("outbox event dead", event_id=rows[0].event_id, status=status)
+            await self._dead(rows[0], reason, status)
 
     async def _post(self, events: list[dict[str, Any]], authorization: str) -> tuple[int, str]:
         url = self.urls[self._preferred]
         headers = {"Authorization": authorization, "Content-Type": "application/json"}
-        async with self.http.session.post(url, data=json.dumps(events), headers=headers) as resp:
+        body = batch_body([encode(event) for event in events])
+        async with self.http.session.post(url, data=body, headers=headers) as resp:
             raw = await resp.content.read(MAX_ANSWER_BYTES)
             return resp.status, raw.decode("utf-8", "replace")
 
@@ -228,3 +260,8 @@ class Relay:
         except DatabaseUnavailable as exc:
             self.last_error = exc.message
             log.warning("outbox update lost; rows retry after their lease", reason=exc.message)
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """An outbox event as compact JSON, the size the event contract measures."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()

@@ -19,6 +19,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
+from sensor_backend.core.dead_letter import DeadLetterCollector
 from sensor_backend.core.request_context import trace_var
 from sensor_backend.sensor.catalog import SensorCatalog, apply_overrides
 from sensor_backend.sensor.jobs import JobQueue
@@ -65,6 +66,7 @@ class SensorService:
         self.workers = WorkerPool(
             settings, self.queue, self.outbox, self.metrics, on_finished=self.relay.wake
         )
+        ctx.metrics.registry.register(DeadLetterCollector("sensor_outbox", self.dead_letters))
 
     async def start(self) -> None:
         await self.workers.start()
@@ -87,9 +89,21 @@ class SensorService:
             "outbox": {
                 "pending": depths.get("outbox_pending"),
                 "dead": depths.get("outbox_dead"),
+                "oldest_dead_s": depths.get("outbox_oldest_dead_s"),
             },
+            "dead_letters": self.dead_letters(),
             "workers": self.workers.snapshot(),
             "relay": self.relay.snapshot(),
+        }
+
+    def dead_letters(self) -> dict[str, Any]:
+        """The outbox's dead letters for /health and metrics (last count, every replica)."""
+        depths = self.workers.depths
+        return {
+            "count": depths.get("outbox_dead"),
+            "oldest_age_s": depths.get("outbox_oldest_dead_s"),
+            "recorded": self.relay.counts["dead"],
+            "as_of": depths.get("as_of"),
         }
 
     async def submit(

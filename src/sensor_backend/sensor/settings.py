@@ -22,6 +22,12 @@ from typing import ClassVar
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from sensor_backend.core.event_limits import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    MAX_EVENT_BYTES,
+    EventLimits,
+)
 from sensor_backend.core.settings import (
     DatabaseSettingsMixin,
     Environment,
@@ -71,7 +77,12 @@ class SensorSettings(DatabaseSettingsMixin, ServiceSettings):
     work_delay_s: float = Field(default=0.0, ge=0)
 
     # The transactional outbox and its relay to the event service.
-    relay_batch_size: int = Field(default=100, ge=1, le=500)
+    # The event contract (core/event_limits.py), the same defaults as the gateway's and the
+    # event service's: a claim is bounded by count and by bytes, and an event over the
+    # per-event limit is dead-lettered rather than posted.
+    relay_batch_size: int = Field(default=MAX_BATCH_EVENTS, ge=1, le=10_000)
+    relay_max_batch_bytes: int = Field(default=MAX_BATCH_BYTES, ge=1024)
+    relay_max_event_bytes: int = Field(default=MAX_EVENT_BYTES, ge=1024)
     relay_lease_s: float = Field(default=30.0, gt=0)
     relay_max_backoff_s: float = Field(default=30.0, gt=0)
     relay_breaker_failures: int = Field(default=3, ge=1)
@@ -89,12 +100,20 @@ class SensorSettings(DatabaseSettingsMixin, ServiceSettings):
 
     _split = field_validator("auth_service_urls", "events_service_urls", mode="before")(split_urls)
 
+    def event_limits(self) -> EventLimits:
+        return EventLimits(
+            max_event_bytes=self.relay_max_event_bytes,
+            max_batch_events=self.relay_batch_size,
+            max_batch_bytes=self.relay_max_batch_bytes,
+        )
+
     @model_validator(mode="after")
     def _production_rules(self) -> SensorSettings:
         if self.environment is Environment.PRODUCTION and self.work_delay_s > 0:
             raise ValueError("SENSOR_WORK_DELAY_S is a test hook; it must be 0 in production")
         if self.relay_breaker_max_open_s < self.relay_breaker_open_s:
             raise ValueError("relay_breaker_max_open_s must be >= relay_breaker_open_s")
+        self.event_limits()  # raises ValueError for a batch limit below one maximal event
         # Without the service account the outbox can never be delivered.
         self.reject_placeholder("SERVICE_ACCOUNT_PASSWORD", self.service_account_password)
         return self
