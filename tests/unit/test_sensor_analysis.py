@@ -1,4 +1,11 @@
-"""Sensor-test analysis: healthy sensors pass, every fault kind is caught, edge inputs hold."""
+"""Sensor-test analysis on the service's simulator: healthy sensors pass, faults are caught.
+
+Since issue 13, ``fail`` means the datasheet is violated: faults that break the accuracy
+tolerance or the range fail; faults only a rig-choice threshold sees (noise above a noise
+limit, drift above the bench rule, small spikes, gaps within the stated missing fraction)
+are ``suspect``. Rig-like scenarios (ramps, steps, sweeps, response time, uncertainty and
+decision rules) are in ``test_sensor_reference.py``.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ BUILTINS = sorted(BUILTIN_SPECS)
 SEEDS = (1, 2, 3)
 N = 1200
 
-# Fault kind -> the check that must FAIL on the default (clearly faulty) injection.
+# Fault kind -> the check that must flag the default (clearly faulty) injection.
 EXPECTED_CHECK = {
     "bias": "accuracy",
     "noise": "noise",
@@ -27,6 +34,8 @@ EXPECTED_CHECK = {
     "dropouts": "gap",
     "saturation": "saturation",
 }
+# Faults whose default injection violates the datasheet (tolerance, range) on every type.
+DATASHEET_FAULTS = {"bias", "saturation"}
 
 
 def run(name, *, seed=1, n=N, faults=(), timestamps=True, reference=True, **kwargs):
@@ -48,7 +57,10 @@ def test_healthy_sensor_passes(name, seed):
     _, result = run(name, seed=seed)
     assert result.verdict == "pass", result.reasons
     assert result.reasons == ()
-    assert {c.flag for c in result.checks.values()} == {PASS}
+    assert result.mode == "reference"
+    # The simulator's slow reference has no step: response time is not evaluated.
+    assert result.checks["response_time"].flag == NOT_EVALUATED
+    assert {c.flag for n, c in result.checks.items() if n != "response_time"} == {PASS}
     assert result.noise_rms is not None
     assert result.noise_rms < BUILTIN_SPECS[name].noise_limit
     assert result.accuracy is not None
@@ -58,20 +70,27 @@ def test_healthy_sensor_passes(name, seed):
 @pytest.mark.parametrize("kind", sorted(EXPECTED_CHECK))
 @pytest.mark.parametrize("name", BUILTINS)
 def test_fault_is_caught(name, kind):
-    """Each default fault on each built-in type fails, with its own check at 4 and a reason."""
+    """Each default fault is caught by its own check, with a reason naming its source.
+
+    Bias and saturation break the datasheet and fail; the others fail only where the fault
+    also takes readings out of the tolerance, else they are suspect.
+    """
     sim, result = run(name, faults=[kind])
     check = result.checks[EXPECTED_CHECK[kind]]
-    assert result.verdict == "fail"
-    assert check.flag == FAIL, check.message
-    assert any(r.startswith(f"{check.name}:") for r in result.reasons)
+    assert result.verdict != "pass"
+    assert check.flag in {SUSPECT, FAIL}, check.message
+    assert any(r.startswith(f"{check.name} [") for r in result.reasons)
+    if kind in DATASHEET_FAULTS:
+        assert (result.verdict, check.flag) == ("fail", FAIL)
+    flagged = set(check.fail_indices.tolist()) | set(check.suspect_indices.tolist())
     injected = sim.injected[kind]
     if kind == "spikes":
-        assert set(injected.tolist()) <= set(check.fail_indices.tolist())
+        assert set(injected.tolist()) <= flagged
     elif kind in {"dropouts", "saturation"}:
-        np.testing.assert_array_equal(check.fail_indices, injected)
+        assert flagged == set(injected.tolist())
     elif kind == "stuck_at":
-        assert set(check.fail_indices.tolist()) <= set(injected.tolist())
-        assert check.fail_indices.size >= injected.size - BUILTIN_SPECS[name].flat_line_fail_count
+        assert flagged <= set(injected.tolist())
+        assert len(flagged) >= injected.size - BUILTIN_SPECS[name].flat_line_suspect_count
 
 
 @pytest.mark.parametrize(
@@ -80,8 +99,17 @@ def test_fault_is_caught(name, kind):
 )
 @pytest.mark.parametrize("name", BUILTINS)
 def test_mild_fault_is_suspect(name, scenario, check):
-    """Faults between the suspect and fail thresholds give a suspect verdict, not a fail."""
+    """Faults between the suspect and fail thresholds give a suspect verdict, not a fail.
+
+    A spike is only suspect while the reading stays within the accuracy tolerance; the
+    DS18B20's spike threshold (0.6 °C, rig choice) is already beyond its ±0.5 °C, so any
+    spike it flags breaks the datasheet and fails.
+    """
     spec = BUILTIN_SPECS[name]
+    if scenario == "small_spikes" and spec.spike_thresholds[0] > spec.tol_abs:
+        _, result = run(name, faults=[{"kind": "spikes", "count": 3}])
+        assert result.verdict == "fail"
+        return
     faults = {
         "small_spikes": {"kind": "spikes", "count": 3, "magnitude": 1.5 * spec.spike_thresholds[0]},
         "single_dropouts": {"kind": "dropouts", "count": 2, "length": 1},
@@ -176,11 +204,17 @@ def test_without_reference_accuracy_and_drift_are_not_evaluated():
 
 
 def test_faults_without_reference_are_still_caught():
-    """Spikes, stuck-at and saturation need no reference values to be caught."""
-    for kind in ("spikes", "stuck_at", "saturation", "noise"):
+    """Spikes, stuck-at and saturation need no reference values to be caught (QARTOD)."""
+    for kind in ("spikes", "stuck_at", "saturation"):
         _, result = run("bme280_pressure", faults=[kind], reference=False)
+        assert result.mode == "values"
         assert result.checks[EXPECTED_CHECK[kind]].flag == FAIL
         assert result.verdict == "fail"
+    # Noise 5x the limit is only suspect as noise (2 sigma is far inside the 1 hPa
+    # tolerance); without a reference, QARTOD's spike test on the values still fails it.
+    _, result = run("bme280_pressure", faults=["noise"], reference=False)
+    assert result.checks["noise"].flag == SUSPECT
+    assert result.verdict != "pass"
 
 
 def test_figures_match_what_was_injected():
@@ -205,6 +239,14 @@ def test_gap_statistics_count_missing_readings():
     assert result.gaps.gap_count == 3
     assert result.gaps.missing_estimate == 15
     assert result.gaps.max_interval_s == pytest.approx(6.0, abs=0.1)
+    # 15 of 1215 readings (1.2 %) is within the spec's stated 5 %: suspect, not fail.
+    assert (result.verdict, result.checks["gap"].flag) == ("suspect", SUSPECT)
+
+
+def test_missing_data_beyond_the_stated_fraction_fails():
+    """More missing readings than ``missing_fail_fraction`` fail the gap check."""
+    _, result = run("ds18b20", faults=[{"kind": "dropouts", "count": 10, "length": 10}])
+    assert (result.verdict, result.checks["gap"].flag) == ("fail", FAIL)
 
 
 def test_non_increasing_timestamps_fail_the_gap_check():

@@ -1,47 +1,57 @@
 """Sensor test analysis: judge one series of readings against a :class:`SensorSpec`.
 
-Pure NumPy, vectorised, no framework: ``analyse(spec, values, timestamps, reference)`` returns
-an :class:`AnalysisResult` with basic statistics, accuracy against the reference, noise, drift,
-the QARTOD-style point checks of :mod:`sensor_backend.sensor.qc` and a verdict.
+Pure NumPy, vectorised: ``analyse(spec, values, timestamps, reference)`` returns an
+:class:`AnalysisResult` (issue 13, SENSOR_SPECS.md "Judging against a reference").
 
-Why not ``ioos-qc``: version 3.0.0 (the current release, sdist only) installs pandas, xarray,
-scipy, shapely, h5netcdf, geojson, jsonschema, ruamel.yaml, pyparsing and geographiclib, none of
-which this service otherwise needs. It also does not fit a bench test: ``spike_test`` walks every
-reading in a Python loop, ``flat_line_test`` rounds the median sampling interval to whole
-seconds (sub-second rates divide by zero) and ``time_gap_test`` works in hours. The tests used
-here are a few lines of NumPy each, so they are implemented in ``qc.py`` with the same flags.
+Two modes, named in the result:
 
-Noise and drift are measured on the error against the reference (rms of the residual after a
-least-squares line, and that line's slope per hour); without a reference, noise is the rms of
-first differences / sqrt(2), which ignores a slowly varying stimulus, and drift is not
-evaluated. Readings a point check already explains (stuck-at runs, saturation, and spikes
-while they are under 1 % of the series) are left out of both.
+* ``reference``: the quantity under test is the error e = value - reference, after the
+  datasheet response time is allowed for (:mod:`.response`: anything between the reference
+  and the reference lagged by tau63 is an expected lag). Spike, rate of change, flat line and
+  attenuated signal run on e (:mod:`.dynamics`); accuracy is judged per point with its GUM
+  uncertainty and an ILAC-G8 decision rule (:mod:`.accuracy`); noise, drift, the response time
+  of each reference step (:mod:`.response`) and the calibration figures (:mod:`.calibration`)
+  come from e.
+* ``values`` (no reference): the QARTOD tests on the values, with thresholds from the spec's
+  noise limit and sample rate (:mod:`.qc`); accuracy, drift, response and calibration are not
+  evaluated.
 
-Verdict: ``fail`` if any check is 4, else ``suspect`` if any is 3, else ``pass``; no readings
-is a fail, fewer than 3 (too few for spike, flat-line, noise, drift) at best suspect. Checks
-that cannot run (no reference: accuracy and drift; no timestamps: gap) are 2 and do not
-change the verdict; they are listed in ``notes``. ``reasons`` names every check at 3 or 4.
+``fail`` means the datasheet (or a standard) is violated: the sensor range, the accuracy
+tolerance, a stuck or saturated output, missing data beyond the spec's stated fraction.
+Figures that are rig choices (noise limit without a datasheet figure, drift limit,
+flat-line counts) can only make a test ``suspect``. Every check names its ``source`` and
+every reason carries it.
+
+Why not ``ioos-qc``: 3.0.0 pulls pandas, xarray, scipy, shapely and more, walks readings in
+Python loops, and ships no thresholds; the tests are a few lines of NumPy each here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sensor_backend.sensor import qc
+from sensor_backend.sensor import accuracy as acc
+from sensor_backend.sensor import dynamics, qc, response
+from sensor_backend.sensor.calibration import calibrate
 from sensor_backend.sensor.qc import GAP_FAIL_FACTOR, GAP_SUSPECT_FACTOR
 from sensor_backend.sensor.results import (
+    DATASHEET,
     FAIL,
+    MISSING,
     NOT_EVALUATED,
     PASS,
+    RIG,
+    STANDARD,
     SUSPECT,
     Accuracy,
     AnalysisResult,
     CheckResult,
     Gaps,
+    ResponseTime,
     Stats,
     Verdict,
 )
@@ -51,16 +61,27 @@ if TYPE_CHECKING:
 
     from numpy.typing import ArrayLike, NDArray
 
-    from sensor_backend.sensor.qc import Floats
-    from sensor_backend.sensor.specs import SensorSpec
+    from sensor_backend.sensor.calibration import Calibration
+    from sensor_backend.sensor.decision import Decision
+    from sensor_backend.sensor.qc import Flags, Floats
+    from sensor_backend.sensor.specs import DecisionRule, SensorSpec
+    from sensor_backend.sensor.uncertainty import Budget
 
 MIN_READINGS = 3
 DRIFT_MIN_READINGS = 10  # a slope from fewer readings says nothing about drift
 SPIKE_EXCLUSION_FRACTION = 0.01  # spike-flagged readings leave the noise estimate up to this
-CHECK_ORDER = (
+STEADY_BAND = 0.1  # lag band under this fraction of the tolerance: the reference is steady
+STEP_TOLERANCES = 2.0  # a reference step is a jump over this many tolerances in one reading
+POINT_CHECKS = (
     *("gross_range", "spike", "rate_of_change", "flat_line", "gap", "saturation"),
-    *("accuracy", "noise", "drift"),
+    "attenuated_signal",
 )
+CHECK_ORDER = (*POINT_CHECKS, "accuracy", "noise", "drift", "response_time")
+_QARTOD_VALUES = f"{STANDARD} (QARTOD on values; thresholds from the spec: {RIG})"
+# QARTOD aggregate: worst flag, order missing < not evaluated < pass < suspect < fail.
+_RANK = np.zeros(256, dtype=np.uint8)
+_RANK[[MISSING, NOT_EVALUATED, PASS, SUSPECT, FAIL]] = [0, 1, 2, 3, 4]
+_UNRANK = np.array([MISSING, NOT_EVALUATED, PASS, SUSPECT, FAIL], dtype=np.uint8)
 
 
 def _as_series(name: str, data: ArrayLike, n: int | None) -> Floats:
@@ -84,11 +105,7 @@ def _centre(t: Floats) -> tuple[Floats, float]:
 def _linfit(
     tc: Floats, sxx: float, y: Floats, sigma_floor: float = 0.0
 ) -> tuple[float, float, float] | None:
-    """(slope per second, residual rms, slope standard error) of y on centred times ``tc``.
-
-    The residual sigma behind the standard error is at least ``sigma_floor`` (quantisation
-    noise, which a few nearly collinear readings can otherwise hide). None if undefined.
-    """
+    """(slope per second, residual rms, slope standard error) of y on centred times ``tc``."""
     n = y.size
     if n < 3 or sxx <= 0.0:  # noqa: PLR2004
         return None
@@ -100,14 +117,12 @@ def _linfit(
     return slope, math.sqrt(sse / n), stderr
 
 
-def _stats(
-    x: Floats, extremes: tuple[float, float], abs_steps: Floats, centred: tuple[Floats, float]
-) -> Stats:
+def _stats(x: Floats, extremes: tuple[float, float], abs_steps: Floats, tc: Floats) -> Stats:
     n = x.size
     if n == 0:
         return Stats(0, None, None, None, None, None, None)
     smallest = float(np.min(abs_steps, where=abs_steps > 0, initial=math.inf))
-    tc, sxx = centred
+    sxx = float(tc @ tc)
     return Stats(
         count=n,
         min=extremes[0],
@@ -119,88 +134,241 @@ def _stats(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _ErrorModel:
-    noise: CheckResult
-    drift: CheckResult
-    noise_rms: float | None = None
-    noise_method: str | None = None
-    drift_per_hour: float | None = None
-    drift_stderr_per_hour: float | None = None
-
-
-def _noise_and_drift(
-    spec: SensorSpec,
-    *,
-    t: Floats,
-    steps: Floats,
-    err: Floats | None,
-    mask: NDArray[np.bool_] | None,
-    centred: tuple[Floats, float],
-) -> _ErrorModel:
-    """Noise (detrended error, or first differences without a reference) and drift.
-
-    Only readings in ``mask`` (None: all) count: those a point check already explains
-    (spikes, stuck-at runs, saturation) would otherwise show up twice, as noise and drift.
-    """
-    n = t.size
-    kept = n if mask is None else int(np.count_nonzero(mask))
-    fit = None
-    if err is not None and kept >= MIN_READINGS:
-        tc, sxx = centred if mask is None else _centre(t[mask])
-        y = err if mask is None else err[mask]
-        fit = _linfit(tc, sxx, y, spec.resolution / math.sqrt(12.0))  # quantisation floor
-    rms = method = None
-    if fit is not None:
-        rms, method = fit[1], "detrended_error"
-    elif kept >= MIN_READINGS:  # first differences remove a slowly varying stimulus
-        d = steps if mask is None else steps[mask[1:] & mask[:-1]]
-        if d.size >= MIN_READINGS - 1:
-            rms, method = float(d.std()) / math.sqrt(2.0), "first_difference"
-    if rms is None or method is None:
-        noise = qc.not_evaluated("noise", n, f"needs {MIN_READINGS} clean readings")
-    else:
-        noise = qc.noise(spec, rms, method)
-    if fit is None or kept < DRIFT_MIN_READINGS:
-        why = "no reference values" if err is None else f"needs {DRIFT_MIN_READINGS} readings"
-        return _ErrorModel(noise, qc.not_evaluated("drift", n, why), rms, method)
-    slope_h, stderr_h = fit[0] * 3600.0, fit[2] * 3600.0
-    drift = qc.drift(spec, slope_h, stderr_h, max(kept - 2, 1))
-    return _ErrorModel(noise, drift, rms, method, slope_h, stderr_h)
-
-
 def _gap(
     spec: SensorSpec, n: int, ts: Floats | None, intervals: Floats | None
-) -> tuple[CheckResult, Gaps | None]:
+) -> tuple[CheckResult, Gaps | None, Flags]:
+    """QARTOD time gap per reading; FAIL overall only beyond the spec's missing fraction."""
     if ts is None or intervals is None or n < 2:  # noqa: PLR2004
         why = "no timestamps" if ts is None else "needs two readings"
-        return qc.not_evaluated("gap", n, why), None
+        return qc.not_evaluated("gap", n, why), None, np.full(n, NOT_EVALUATED, np.uint8)
     period = spec.nominal_period_s
     flags = qc.time_gap(intervals, period, GAP_SUSPECT_FACTOR, GAP_FAIL_FACTOR)
-    check = qc.point_result("gap", flags, spec)
     ratio = intervals[flags[1:] > PASS] / period
+    missing = int(np.maximum(np.rint(ratio) - 1, 0).sum())
+    fraction = missing / (n + missing)
+    disordered = bool(intervals.size and intervals.min() <= 0)
+    if fraction <= spec.missing_fail_fraction and not disordered:
+        flags[flags == FAIL] = SUSPECT  # gaps within the stated fraction: suspect only
+    source = f"test plan: missing_fail_fraction {spec.missing_fail_fraction:g}"
+    check = qc.point_result("gap", flags, spec, f"{STANDARD} (QARTOD time gap), {source}")
+    message = f"{check.message}; ~{missing} missing ({fraction:.2%})"
     gaps = Gaps(
         duration_s=float(ts[-1] - ts[0]),
         mean_interval_s=float(ts[-1] - ts[0]) / (n - 1),
         max_interval_s=float(intervals.max()),
         gap_count=int(ratio.size),
-        missing_estimate=int(np.maximum(np.rint(ratio) - 1, 0).sum()),
+        missing_estimate=missing,
     )
-    return check, gaps
+    return replace(check, message=message), gaps, flags
 
 
-def _accuracy(
-    spec: SensorSpec, err: Floats, ref: Floats, extremes: tuple[float, float]
-) -> tuple[CheckResult, Accuracy]:
-    n = err.size
-    abs_err = np.abs(err)
-    bias, max_abs, rmse = float(err.mean()), float(abs_err.max()), math.sqrt(err @ err / n)
-    lo, hi = extremes  # of the reference: the smallest tolerance is at the smallest |ref|
-    smallest_tol = spec.tol_abs + spec.tol_rel * max(0.0, lo, -hi)
-    detail = f"; bias {bias:+.4g}, max |error| {max_abs:.4g}, RMSE {rmse:.4g} {spec.unit}"
-    check = qc.accuracy(spec, abs_err, ref, detail=detail, all_within=max_abs <= smallest_tol)
-    within = check.value if check.value is not None else 0.0
-    return check, Accuracy(bias, max_abs, rmse, within, check.counts.get(FAIL, 0))
+def _noise_sigma(d: Floats, mask: NDArray[np.bool_] | None) -> float | None:
+    """Noise rms from first differences (white noise: var(d) = 2 sigma^2)."""
+    if mask is not None:
+        d = d[mask[1:] & mask[:-1]]
+    if d.size < MIN_READINGS - 1:
+        return None
+    return math.sqrt(float(d @ d) / d.size / 2.0)
+
+
+class _Reference:
+    """Everything computed from the error against the reference (the ``reference`` mode)."""
+
+    def __init__(self, spec: SensorSpec, x: Floats, ref: Floats, t: Floats) -> None:
+        self.ref = ref
+        self.band = response.lag_band(ref, t, spec.response_tau_s)
+        if self.band is None:
+            self.err = x - ref
+        else:
+            lo, hi = self.band
+            self.err = x - np.clip(x, lo, hi)
+        self.tol: Floats | float = spec.tol_abs if spec.tol_rel == 0 else spec.tolerance(ref)
+        rmin, rmax = float(ref.min()), float(ref.max())
+        self.tol_min = spec.tol_abs + spec.tol_rel * max(0.0, rmin, -rmax)
+        self.tol_max = spec.tol_abs + spec.tol_rel * max(abs(rmin), abs(rmax))
+        self.outside = np.abs(self.err) > self.tol
+        self.d = np.diff(self.err)
+
+
+def _dynamic_checks(
+    spec: SensorSpec,
+    steps: Floats,
+    *,
+    dt: Floats | float,
+    pinned: NDArray[np.bool_],
+    r: _Reference | None,
+) -> dict[str, Flags]:
+    n = pinned.size
+    abs_steps = np.abs(steps)
+    ss = spec.spike_thresholds[0]
+    rs = spec.roc_thresholds[0]
+    if r is None:  # values mode: QARTOD as is
+        return {
+            "spike": qc.spike(n, steps, abs_steps, *spec.spike_thresholds),
+            "rate_of_change": qc.rate_of_change(n, abs_steps, dt, *spec.roc_thresholds),
+            "flat_line": qc.flat_line(
+                n,
+                abs_steps,
+                tolerance=spec.flat_tolerance,
+                suspect_count=spec.flat_line_suspect_count,
+                fail_count=spec.flat_line_fail_count,
+                exclude=pinned,
+            ),
+        }
+    abs_d = np.abs(r.d)
+    return {
+        "spike": dynamics.spike(r.err, r.d, r.outside, ss),
+        "rate_of_change": dynamics.rate_of_change(n, abs_d, dt, r.outside, rs),
+        "flat_line": dynamics.flat_line(
+            abs_steps,
+            r.ref,
+            r.tol,
+            r.outside,
+            tolerance=spec.flat_tolerance,
+            suspect_count=spec.flat_line_suspect_count,
+            exclude=pinned,
+        ),
+    }
+
+
+def _point_checks(
+    spec: SensorSpec, flags: Mapping[str, Flags], r: _Reference | None
+) -> dict[str, CheckResult]:
+    out = {
+        "gross_range": qc.point_result("gross_range", flags["gross_range"], spec, DATASHEET),
+        "saturation": qc.point_result("saturation", flags["saturation"], spec, DATASHEET),
+    }
+    for name in ("spike", "rate_of_change", "flat_line"):
+        if r is None:
+            out[name] = qc.point_result(name, flags[name], spec, _QARTOD_VALUES)
+        else:
+            failed = bool((flags[name] == FAIL).any())
+            source = f"{DATASHEET} tolerance" if failed else RIG
+            out[name] = qc.point_result(name, flags[name], spec, source, f"{name}_error")
+    return out
+
+
+def _attenuated(
+    spec: SensorSpec, x: Floats, r: _Reference | None, n: int
+) -> tuple[CheckResult, Flags]:
+    if r is None:
+        why = "needs a reference (QARTOD attenuated-signal thresholds are deployment-specific)"
+        return qc.not_evaluated("attenuated_signal", n, why), np.full(n, NOT_EVALUATED, np.uint8)
+    lo, hi = r.band if r.band is not None else (r.ref, r.ref)
+    flags, _ = dynamics.attenuated(x, lo, hi, (r.tol_min, r.tol_max), spec.flat_line_suspect_count)
+    failed = bool((flags == FAIL).any())
+    source = f"{DATASHEET} tolerance" if failed else RIG
+    return qc.point_result("attenuated_signal", flags, spec, source), flags
+
+
+def _response(
+    spec: SensorSpec, x: Floats, r: _Reference, t: Floats
+) -> tuple[CheckResult, ResponseTime]:
+    tau = spec.response_tau_s
+    t90 = None if tau is None else tau * response.T90_OVER_T63
+    steps = response.find_steps(r.ref, STEP_TOLERANCES * r.tol_min)
+    n = x.size
+    if steps.size == 0:
+        why = f"no reference step over {STEP_TOLERANCES:g}x the tolerance"
+        return qc.not_evaluated("response_time", n, why), ResponseTime(tau, t90, (), why)
+    settle = max(3, round((tau or spec.nominal_period_s) / spec.nominal_period_s))
+    measured = tuple(response.step_responses(x, r.ref, t, steps, settle))
+    got = [s.t63_s for s in measured]
+    shown = ", ".join("never" if v is None else f"{v:.3g}" for v in got[:10])
+    if tau is None:
+        why = "the datasheet gives no response time"
+        check = qc.not_evaluated("response_time", n, f"{why}; measured t63 (s): {shown}")
+        return check, ResponseTime(None, None, measured, why)
+    limit = response.SLOW_FACTOR * tau + spec.nominal_period_s
+    slow = [v for v in got if v is None or v > limit]
+    flag = SUSPECT if slow else PASS
+    message = (
+        f"t63 of {len(got)} step(s) (s): {shown} against datasheet tau63 {tau:g} s "
+        f"(suspect above {limit:.3g} s)"
+    )
+    check = CheckResult(
+        "response_time",
+        flag,
+        message,
+        {},
+        np.empty(0, np.intp),
+        np.empty(0, np.intp),
+        max((v for v in got if v is not None), default=None),
+        limit,
+        f"{DATASHEET} tau63 (typical: suspect only)",
+    )
+    return check, ResponseTime(tau, t90, measured)
+
+
+@dataclass(slots=True)
+class _ReferenceFigures:
+    checks: dict[str, CheckResult] = field(default_factory=dict)
+    accuracy: Accuracy | None = None
+    budget: Budget | None = None
+    decision: Decision | None = None
+    calibration: Calibration | None = None
+    response: ResponseTime | None = None
+    drift_h: float | None = None
+    drift_se: float | None = None
+
+
+def _without_reference(n: int) -> dict[str, CheckResult]:
+    names = ("accuracy", "drift", "response_time")
+    return {name: qc.not_evaluated(name, n, "no reference values") for name in names}
+
+
+def _judge(
+    spec: SensorSpec,
+    x: Floats,
+    r: _Reference,
+    t: Floats,
+    *,
+    mask: NDArray[np.bool_] | None,
+    sigma: float | None,
+) -> _ReferenceFigures:
+    """Accuracy, drift, response time and calibration figures from the error."""
+    out = _ReferenceFigures()
+    n = x.size
+    out.checks["accuracy"], out.accuracy, out.budget, out.decision = acc.assess(
+        spec, r.err, r.ref, r.tol, sigma
+    )
+    fit = None
+    kept = n if mask is None else int(np.count_nonzero(mask))
+    if kept >= DRIFT_MIN_READINGS:
+        tcm, sxxm = _centre(t if mask is None else t[mask])
+        y = r.err if mask is None else r.err[mask]
+        fit = _linfit(tcm, sxxm, y, spec.resolution / math.sqrt(12.0))
+    if fit is None:
+        out.checks["drift"] = qc.not_evaluated("drift", n, f"needs {DRIFT_MIN_READINGS} readings")
+    else:
+        out.drift_h, out.drift_se = fit[0] * 3600.0, fit[2] * 3600.0
+        out.checks["drift"] = qc.drift(spec, out.drift_h, out.drift_se, max(kept - 2, 1))
+    out.checks["response_time"], out.response = _response(spec, x, r, t)
+    steady = (
+        np.ones(n, dtype=bool)
+        if r.band is None
+        else (r.band[1] - r.band[0]) <= STEADY_BAND * r.tol_min
+    )
+    out.calibration = calibrate(
+        r.ref,
+        x,
+        r.err,
+        steady=steady,
+        tolerance=r.tol_min,
+        u_ref=spec.reference_expanded_uncertainty[0] / 2.0,
+        period=float(t[-1] - t[0]) / (n - 1) if n > 1 else spec.nominal_period_s,
+        step_threshold=STEP_TOLERANCES * r.tol_min,
+    )
+    return out
+
+
+def _aggregate(flags: list[Flags], n: int) -> Flags:
+    if n == 0:
+        return np.empty(0, dtype=np.uint8)
+    worst = _RANK[flags[0]]
+    for f in flags[1:]:
+        worst = np.maximum(worst, _RANK[f])
+    return _UNRANK[worst]
 
 
 def analyse(
@@ -208,13 +376,24 @@ def analyse(
     values: ArrayLike,
     timestamps: ArrayLike | None = None,
     reference: ArrayLike | None = None,
+    *,
+    decision_rule: DecisionRule | None = None,
+    reference_uncertainty: float | None = None,
 ) -> AnalysisResult:
     """Judge ``values`` (1-D, finite) against ``spec``.
 
     ``timestamps`` are seconds (any epoch); without them the nominal sample rate is assumed
-    and the gap check is not evaluated. ``reference`` holds the true values for accuracy,
-    noise of the error and drift. Raises ``ValueError`` for malformed input.
+    and the gap check is not evaluated. ``reference`` holds the true values. The keyword
+    arguments override the spec's decision rule and reference uncertainty (U, k = 2).
+    Raises ``ValueError`` for malformed input.
     """
+    update: dict[str, object] = {}
+    if decision_rule is not None:
+        update["decision_rule"] = decision_rule
+    if reference_uncertainty is not None:
+        update["reference_uncertainty"] = reference_uncertainty
+    if update:
+        spec = spec.model_copy(update=update)
     x = _as_series("values", values, None)
     n = x.size
     ts = None if timestamps is None else _as_series("timestamps", timestamps, n)
@@ -229,29 +408,17 @@ def analyse(
         dt = intervals if intervals.min() > 0 else np.where(intervals > 0, intervals, period)
     vmin, vmax = (float(x.min()), float(x.max())) if n else (0.0, 0.0)
     pinned = qc.at_limit(x, spec, vmin, vmax)
+    r = _Reference(spec, x, ref, t) if ref is not None and n else None
+
     flags = {
         "gross_range": qc.gross_range(x, spec, vmin, vmax),
-        "spike": qc.spike(n, steps, abs_steps, *spec.spike_thresholds),
-        "rate_of_change": qc.rate_of_change(n, abs_steps, dt, *spec.roc_thresholds),
-        "flat_line": qc.flat_line(
-            n,
-            abs_steps,
-            tolerance=spec.flat_tolerance,
-            suspect_count=spec.flat_line_suspect_count,
-            fail_count=spec.flat_line_fail_count,
-            exclude=pinned,
-        ),
         "saturation": qc.saturation(pinned, spec.saturation_count),
+        **_dynamic_checks(spec, steps, dt=dt, pinned=pinned, r=r),
     }
-    checks = {name: qc.point_result(name, f, spec) for name, f in flags.items()}
-    checks["gap"], gaps = _gap(spec, n, ts, intervals)
-    accuracy = err = None
-    if ref is None or n == 0:
-        checks["accuracy"] = qc.not_evaluated("accuracy", n, "no reference values")
-    else:
-        err = x - ref
-        ref_extremes = float(ref.min()), float(ref.max())
-        checks["accuracy"], accuracy = _accuracy(spec, err, ref, ref_extremes)
+    checks = _point_checks(spec, flags, r)
+    checks["gap"], gaps, flags["gap"] = _gap(spec, n, ts, intervals)
+    checks["attenuated_signal"], flags["attenuated_signal"] = _attenuated(spec, x, r, n)
+
     # Readings a point check explains are left out of noise and drift, so each fault shows in
     # its own check. Spikes are rare by definition: when more readings than that look like
     # spikes, it is noise, and they stay in.
@@ -261,9 +428,16 @@ def analyse(
     if 0 < n_spikes <= SPIKE_EXCLUSION_FRACTION * n:
         keep.append(flags["spike"] < SUSPECT)
     mask = np.logical_and.reduce(keep) if keep else None
-    centred = _centre(t) if n else (t, 0.0)
-    model = _noise_and_drift(spec, t=t, steps=steps, err=err, mask=mask, centred=centred)
-    checks["noise"], checks["drift"] = model.noise, model.drift
+    sigma = _noise_sigma(steps if r is None else r.d, mask)
+    tc = _centre(t)[0] if n else t
+    smallest_tol = spec.tol_abs if r is None else r.tol_min
+    if sigma is None:
+        checks["noise"] = qc.not_evaluated("noise", n, f"needs {MIN_READINGS} clean readings")
+    else:
+        checks["noise"] = qc.noise(spec, sigma, "first_difference", smallest_tol)
+
+    ref_part = _ReferenceFigures() if r is None else _judge(spec, x, r, t, mask=mask, sigma=sigma)
+    checks.update(ref_part.checks or _without_reference(n))
     checks = {name: checks[name] for name in CHECK_ORDER}
     verdict, reasons, notes = _verdict(n, checks)
     return AnalysisResult(
@@ -271,22 +445,31 @@ def analyse(
         verdict=verdict,
         reasons=reasons,
         notes=notes,
-        stats=_stats(x, (vmin, vmax), abs_steps, centred),
-        accuracy=accuracy,
-        noise_rms=model.noise_rms,
-        noise_method=model.noise_method,
-        drift_per_hour=model.drift_per_hour,
-        drift_stderr_per_hour=model.drift_stderr_per_hour,
+        stats=_stats(x, (vmin, vmax), abs_steps, tc),
+        accuracy=ref_part.accuracy,
+        noise_rms=sigma,
+        noise_method=None if sigma is None else "first_difference",
+        drift_per_hour=ref_part.drift_h,
+        drift_stderr_per_hour=ref_part.drift_se,
         saturation_count=int(np.count_nonzero(pinned)),
         gaps=gaps,
         checks=checks,
+        mode="values" if r is None else "reference",
+        uncertainty=ref_part.budget,
+        decision=ref_part.decision,
+        decision_rule_text=None
+        if ref_part.decision is None
+        else ref_part.decision.describe(spec.unit),
+        response=ref_part.response,
+        calibration=ref_part.calibration,
+        aggregate_flags=_aggregate([flags[k] for k in POINT_CHECKS], n),
     )
 
 
 def _verdict(
     n: int, checks: Mapping[str, CheckResult]
 ) -> tuple[Verdict, tuple[str, ...], tuple[str, ...]]:
-    reasons = [f"{c.name}: {c.message}" for c in checks.values() if c.flag in (SUSPECT, FAIL)]
+    reasons = [c.reason for c in checks.values() if c.flag in (SUSPECT, FAIL)]
     notes = [f"{c.name}: {c.message}" for c in checks.values() if c.flag == NOT_EVALUATED]
     worst = max((c.flag for c in checks.values() if c.flag in (SUSPECT, FAIL)), default=PASS)
     if n == 0:

@@ -10,19 +10,31 @@ so the service can store and render results without reading the analysis code.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+import numpy as np
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from numpy.typing import NDArray
+
+    from sensor_backend.sensor.calibration import Calibration
+    from sensor_backend.sensor.decision import Decision
     from sensor_backend.sensor.qc import Indices
+    from sensor_backend.sensor.response import StepResponse
+    from sensor_backend.sensor.uncertainty import Budget
 
 # QARTOD flags: 1 pass, 2 not evaluated, 3 suspect, 4 fail, 9 missing (IOOS QARTOD manuals).
 PASS, NOT_EVALUATED, SUSPECT, FAIL, MISSING = 1, 2, 3, 4, 9
 FLAG_VALUES = (PASS, NOT_EVALUATED, SUSPECT, FAIL, MISSING)
 
 Verdict: TypeAlias = Literal["pass", "suspect", "fail"]
+Mode: TypeAlias = Literal["reference", "values"]
+
+# Where the figure that set a check's flag comes from (issue 13: every reason names it).
+DATASHEET, STANDARD, RIG = "datasheet", "standard", "rig choice"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -42,6 +54,11 @@ class CheckResult:
     fail_indices: Indices
     value: float | None = None
     limit: float | None = None
+    source: str = ""  # datasheet / standard / rig choice, and which figure
+
+    @property
+    def reason(self) -> str:
+        return f"{self.name} [{self.source}]: {self.message}" if self.source else self.message
 
     def to_dict(
         self, *, include_indices: bool = True, max_indices: int | None = None
@@ -52,6 +69,7 @@ class CheckResult:
             "counts": {str(k): v for k, v in self.counts.items()},
             "value": self.value,
             "limit": self.limit,
+            "source": self.source,
         }
         if include_indices:
             for key, idx in (("suspect", self.suspect_indices), ("fail", self.fail_indices)):
@@ -90,6 +108,18 @@ class Gaps:
     missing_estimate: int  # readings the gaps should have held at the nominal rate
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseTime:
+    datasheet_tau63_s: float | None
+    datasheet_t90_s: float | None
+    steps: tuple[StepResponse, ...]
+    why: str | None = None  # why nothing was measured
+
+
+def _no_flags() -> NDArray[np.uint8]:
+    return np.empty(0, dtype=np.uint8)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class AnalysisResult:
     spec_name: str
@@ -105,6 +135,15 @@ class AnalysisResult:
     saturation_count: int
     gaps: Gaps | None
     checks: Mapping[str, CheckResult]
+    # "reference": dynamics judged on the error value - reference; "values": QARTOD on values.
+    mode: Mode = "values"
+    uncertainty: Budget | None = None
+    decision: Decision | None = None
+    decision_rule_text: str | None = None
+    response: ResponseTime | None = None
+    calibration: Calibration | None = None
+    # Worst QARTOD flag per reading (1/2/3/4/9); kept out of to_dict (one per reading).
+    aggregate_flags: NDArray[np.uint8] = field(default_factory=_no_flags, repr=False)
 
     @property
     def flag(self) -> int:
@@ -122,9 +161,15 @@ class AnalysisResult:
                     k: c.to_dict(include_indices=include_indices, max_indices=max_indices)
                     for k, c in value.items()
                 }
+            elif f.name == "aggregate_flags":
+                counts = np.bincount(value, minlength=10) if value.size else np.zeros(0)
+                data["aggregate_flag_counts"] = {
+                    str(k): int(c) for k, c in enumerate(counts.tolist()) if c
+                }
+                continue
             elif isinstance(value, tuple):
                 value = list(value)
-            elif isinstance(value, Stats | Accuracy | Gaps):
+            elif is_dataclass(value) and not isinstance(value, type):
                 value = asdict(value)
             data[f.name] = value
         return data
@@ -144,4 +189,7 @@ class AnalysisResult:
             "drift_per_hour": self.drift_per_hour,
             "gap_count": self.gaps.gap_count if self.gaps else None,
             "saturation_count": self.saturation_count,
+            "mode": self.mode,
+            "expanded_uncertainty": self.uncertainty.expanded if self.uncertainty else None,
+            "decision_rule": self.decision.rule if self.decision else None,
         }

@@ -22,7 +22,7 @@ Where a number is not a datasheet figure, the comment says so:
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Literal, Self, TypeAlias
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -31,6 +31,13 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from numpy.typing import NDArray
+
+FigureSource: TypeAlias = Literal["datasheet", "standard", "rig"]
+DecisionRule: TypeAlias = Literal["guarded", "simple"]
+
+# Test uncertainty ratio 4:1 (ANSI/NCSL Z540.3 and MIL-STD-45662A practice): a reference whose
+# expanded uncertainty is not stated is taken as a quarter of the absolute tolerance.
+DEFAULT_TUR = 4.0
 
 # Derived QC thresholds when a spec does not set them (multiples of the noise limit).
 SPIKE_SUSPECT_NOISE_FACTOR = 6.0
@@ -73,6 +80,18 @@ class SensorSpec(BaseModel):
     flat_line_fail_count: int = Field(default=60, ge=3)
     # Saturation: this many consecutive readings pinned at a range limit is a FAIL.
     saturation_count: int = Field(default=3, ge=1)
+    # Where noise_limit comes from: a datasheet figure, or a bench-rig choice (can then only
+    # make a test suspect, unless the noise makes the accuracy tolerance impossible to meet).
+    noise_limit_source: FigureSource = "rig"
+    # Datasheet response time tau63 in seconds (None: the datasheet gives none). A lag behind a
+    # reference change within this time constant is expected, not an accuracy error.
+    response_tau_s: float | None = Field(default=None, gt=0)
+    # Expanded uncertainty (k=2) of the reference in the spec's unit; None = tol_abs / 4.
+    reference_uncertainty: float | None = Field(default=None, ge=0)
+    # ILAC-G8:09/2019 decision rule for the accuracy test: guarded (w = U) or simple acceptance.
+    decision_rule: DecisionRule = "guarded"
+    # Missing readings (estimated from timestamp gaps) above this fraction fail the gap check.
+    missing_fail_fraction: float = Field(default=0.05, ge=0, le=1)
     sources: tuple[str, ...] = ()
     description: str = ""
 
@@ -137,6 +156,13 @@ class SensorSpec(BaseModel):
             return self.resolution / 2.0
         return self.flat_line_tolerance
 
+    @property
+    def reference_expanded_uncertainty(self) -> tuple[float, str]:
+        """(U_ref at k=2, where it comes from)."""
+        if self.reference_uncertainty is not None:
+            return self.reference_uncertainty, "stated"
+        return self.tol_abs / DEFAULT_TUR, f"default: tol_abs / {DEFAULT_TUR:g} (TUR 4:1)"
+
     def tolerance(self, reference: NDArray[np.float64]) -> NDArray[np.float64]:
         """Allowed |error| at each reference value: ``tol_abs + tol_rel * |reference|``."""
         return self.tol_abs + self.tol_rel * np.abs(reference)
@@ -165,6 +191,8 @@ def _pt100(name: str, tol_abs: float, tol_rel: float, span: tuple[float, float])
         noise_limit=0.01,  # rig figure: 10 mK rms for a 4-wire bench readout, not IEC
         drift_limit=tol_abs,  # bench rule (module docstring)
         sample_rate_hz=1.0,  # rig figure
+        # tau63 depends on the probe's sheath and the medium; IEC 60751 gives a test method,
+        # not a value, so no response time is assumed (set response_tau_s per probe).
         sources=(_IEC, "resolution, noise and sample rate are bench-rig choices, not IEC"),
     )
 
@@ -185,6 +213,7 @@ _BUILTINS: tuple[SensorSpec, ...] = (
         tol_abs=0.5,  # ±0.5 °C (-10..+85 °C)
         resolution=0.0625,  # 12-bit resolution, 1/16 °C
         noise_limit=0.1,  # not in the datasheet: engineering ceiling (1.6 LSB rms)
+        # The datasheet gives no thermal response time (package- and mounting-dependent).
         drift_limit=0.5,  # bench rule
         sample_rate_hz=1.0,  # 12-bit conversion takes up to 750 ms (datasheet), so <= 1.33 Hz
         # Quantised to 1/16 °C, a healthy DS18B20 in a stable bath repeats readings for
@@ -202,6 +231,8 @@ _BUILTINS: tuple[SensorSpec, ...] = (
         tol_abs=1.0,  # SHT45 typical accuracy ±1.0 %RH
         resolution=0.01,  # SHT4x RH resolution 0.01 %RH (16-bit: 125/65535 = 0.0019)
         noise_limit=0.08,  # repeatability, high-repeatability mode, 3 sigma (verify: 0.08/0.1)
+        noise_limit_source="datasheet",
+        response_tau_s=4.0,  # SHT4x RH response time tau63 4 s at 1 m/s air flow (verify)
         drift_limit=1.0,  # bench rule
         sample_rate_hz=1.0,  # host choice; a high-repeatability measurement takes < 10 ms
         sources=(_SHT4X,),
@@ -215,6 +246,8 @@ _BUILTINS: tuple[SensorSpec, ...] = (
         tol_abs=2.0,  # SHT31 typical accuracy ±2 %RH
         resolution=0.01,  # SHT3x-DIS RH resolution 0.01 %RH
         noise_limit=0.2,  # repeatability 0.2 %RH, 3 sigma (SHT3x-ARP v0.9; DIS per mode: verify)
+        noise_limit_source="datasheet",
+        response_tau_s=8.0,  # SHT3x RH response time tau63 8 s
         drift_limit=2.0,  # bench rule
         sample_rate_hz=1.0,  # host choice (periodic mode 0.5..10 mps)
         sources=(_SHT3X,),
@@ -228,6 +261,8 @@ _BUILTINS: tuple[SensorSpec, ...] = (
         tol_abs=1.0,  # absolute accuracy ±1.0 hPa, 300..1100 hPa at 0..65 °C (verify)
         resolution=0.0018,  # 0.18 Pa at highest oversampling (verify)
         noise_limit=0.006,  # 3x the 0.2 Pa rms noise (key parameters, highest oversampling)
+        noise_limit_source="datasheet",
+        # The 1 s response time of the datasheet is humidity's; pressure gives none.
         drift_limit=1.0,  # bench rule
         sample_rate_hz=1.0,  # host choice (forced mode at 1 Hz is the datasheet's example)
         sources=(_BME280,),
@@ -244,6 +279,8 @@ _BUILTINS: tuple[SensorSpec, ...] = (
         tol_rel=0.05,
         resolution=1.0,  # integer ppm output
         noise_limit=10.0,  # repeatability typ. ±10 ppm (verify: sigma convention not stated)
+        noise_limit_source="datasheet",
+        response_tau_s=60.0,  # SCD4x response time tau63 60 s
         drift_limit=40.0,  # bench rule
         sample_rate_hz=0.2,  # periodic measurement mode: signal update every 5 s
         sources=(_SCD4X,),

@@ -1,0 +1,97 @@
+"""The accuracy test: point errors with their GUM uncertainty, judged by an ILAC-G8 rule.
+
+A *point* is ``POINT_READINGS`` consecutive readings (fewer at the end): its error is their
+mean error after the datasheet response time is allowed for, its uncertainty the GUM budget
+of :mod:`sensor_backend.sensor.uncertainty` (type A noise / sqrt(m), reference, resolution),
+and :mod:`sensor_backend.sensor.decision` judges it against the datasheet tolerance at its
+reference level.
+
+Single readings are judged too, as the datasheet states its accuracy for a reading: fewer than
+95 % of readings within the tolerance (the tolerance read at ~95 % coverage, k = 2, GUM 6.2)
+fails; fewer than 99 % is suspect (a rig choice: a few readings out, the rest in).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sensor_backend.sensor.decision import decide
+from sensor_backend.sensor.results import (
+    DATASHEET,
+    FAIL,
+    PASS,
+    SUSPECT,
+    Accuracy,
+    CheckResult,
+)
+from sensor_backend.sensor.uncertainty import COVERAGE_K, error_budget
+
+if TYPE_CHECKING:
+    from sensor_backend.sensor.decision import Decision
+    from sensor_backend.sensor.qc import Floats
+    from sensor_backend.sensor.specs import SensorSpec
+    from sensor_backend.sensor.uncertainty import Budget
+
+POINT_READINGS = 10  # rig choice: readings averaged into one judged point
+READINGS_FAIL_FRACTION = 0.95  # fewer readings within tolerance than this: fail (k = 2)
+READINGS_SUSPECT_FRACTION = 0.99  # fewer than this: suspect (rig choice)
+
+
+def assess(
+    spec: SensorSpec,
+    err: Floats,
+    ref: Floats,
+    tol: Floats | float,
+    sigma: float | None,
+) -> tuple[CheckResult, Accuracy, Budget, Decision]:
+    n = err.size
+    m = min(POINT_READINGS, n)
+    starts = np.arange(0, n, m)
+    counts = np.diff(np.append(starts, n)).astype(np.float64)
+    e_point = np.add.reduceat(err, starts) / counts
+    ref_point = np.add.reduceat(ref, starts) / counts
+    tol_point = spec.tol_abs + spec.tol_rel * np.abs(ref_point)
+    budget = error_budget(spec, sigma, m)
+    fixed = sum(c.standard_uncertainty**2 for c in budget.components if c.kind == "type B")
+    u_c = np.sqrt(fixed + (0.0 if sigma is None else sigma**2) / counts)
+    decision = decide(e_point, tol_point, COVERAGE_K * u_c, u_c, spec.decision_rule)
+
+    abs_err = np.abs(err)
+    outside = abs_err > tol
+    fails = np.flatnonzero(outside)
+    frac = 1.0 - fails.size / n
+    reading_flag = (
+        FAIL
+        if frac < READINGS_FAIL_FRACTION
+        else SUSPECT
+        if frac < READINGS_SUSPECT_FRACTION
+        else PASS
+    )
+    flag = max(decision.flag, reading_flag)
+    bias, max_abs, rmse = float(err.mean()), float(abs_err.max()), math.sqrt(err @ err / n)
+    message = (
+        f"{decision.describe(spec.unit)}; points of {m} readings: {decision.rejected_points} "
+        f"beyond, {decision.conditional_points} conditional of {decision.points}; "
+        f"{frac:.1%} of readings within ±({spec.tol_abs:g} + {spec.tol_rel:g}·|ref|) "
+        f"{spec.unit} (fail < {READINGS_FAIL_FRACTION:.0%}, suspect < "
+        f"{READINGS_SUSPECT_FRACTION:.0%}); bias {bias:+.4g}, max |error| {max_abs:.4g}, "
+        f"RMSE {rmse:.4g}, U = {budget.expanded:.3g} {spec.unit} (k = {budget.k:g})"
+    )
+    source = f"{DATASHEET} tolerance, ILAC-G8 {spec.decision_rule} acceptance"
+    if flag == SUSPECT and decision.flag < SUSPECT:
+        source = "rig choice (99 % of readings within the datasheet tolerance)"
+    check = CheckResult(
+        "accuracy",
+        flag,
+        message,
+        {k: v for k, v in ((PASS, n - fails.size), (FAIL, fails.size)) if v},
+        np.empty(0, dtype=np.intp),
+        fails,
+        frac,
+        READINGS_SUSPECT_FRACTION,
+        source,
+    )
+    return check, Accuracy(bias, max_abs, rmse, frac, int(fails.size)), budget, decision

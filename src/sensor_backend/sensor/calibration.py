@@ -1,0 +1,194 @@
+"""Calibration figures from readings against a reference (what a calibration lab reports).
+
+* offset and gain: least-squares line ``reading = offset + gain * reference`` over the readings
+  where the reference is steady, with standard errors (type A) and, for the offset, the
+  reference's own uncertainty (GUM 5.1.2); expanded at k = 2. The correction a user loads
+  into the device is ``corrected = (reading - offset) / gain``.
+* linearity: largest deviation of the point errors from that line over the span covered.
+* hysteresis: largest difference of the mean error at the same reference level between
+  rising and falling approaches.
+* repeatability: pooled standard deviation of the mean error over repeated visits (dwells) of
+  the same set point.
+* Allan deviation of the error (overlapping ADEV, IEEE Std 1139 / SENSOR_SPECS.md): its
+  minimum is the best averaging time; its slope separates white noise (-1/2) from drift (+1).
+
+A figure the data cannot support is ``None`` with the reason in ``why``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from sensor_backend.sensor.qc import Floats
+
+MIN_SPAN_TOLERANCES = 2.0  # a gain needs the reference to span this many tolerances
+MIN_VISIT = 5  # readings in a dwell for it to count as a visit of a set point
+ADEV_MIN_READINGS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    value: float | None
+    uncertainty: float | None = None  # expanded, k = 2
+    at: float | None = None  # where the figure applies (reference level or tau in s)
+    why: str | None = None  # why not evaluated
+
+
+def _not(why: str) -> Figure:
+    return Figure(None, why=f"not evaluated: {why}")
+
+
+@dataclass(frozen=True, slots=True)
+class AllanPoint:
+    tau_s: float
+    adev: float
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    offset: Figure
+    gain: Figure
+    linearity: Figure
+    hysteresis: Figure
+    repeatability: Figure
+    allan_minimum: Figure  # value: ADEV minimum; at: its averaging time (s)
+    allan: tuple[AllanPoint, ...]
+
+
+def _fit(
+    ref: Floats, x: Floats, u_ref: float, span_needed: float
+) -> tuple[Figure, Figure, float, float]:
+    n = ref.size
+    span = float(ref.max() - ref.min()) if n else 0.0
+    if n < 3 or span < span_needed:  # noqa: PLR2004
+        why = f"the steady reference spans {span:.4g}, a gain needs {span_needed:.4g}"
+        return _not(why), _not(why), 0.0, 1.0
+    rc = ref - ref.mean()
+    sxx = float(rc @ rc)
+    xc = x - x.mean()
+    gain = float(rc @ xc) / sxx
+    resid = xc - gain * rc
+    s2 = float(resid @ resid) / (n - 2)
+    offset = float(x.mean()) - gain * float(ref.mean())
+    u_gain = math.sqrt(s2 / sxx)
+    u_offset = math.sqrt(s2 * (1.0 / n + float(ref.mean()) ** 2 / sxx) + u_ref**2)
+    return Figure(offset, 2.0 * u_offset), Figure(gain, 2.0 * u_gain), offset, gain
+
+
+def _levels(ref: Floats, width: float) -> NDArray[np.int64]:
+    return np.floor(ref / width).astype(np.int64)
+
+
+def _hysteresis(
+    ref: Floats, err: Floats, direction: NDArray[np.int8], width: float, nbins_base: int
+) -> Figure:
+    level = _levels(ref, width) - nbins_base
+    use = direction != 0
+    if not (direction > 0).any() or not (direction < 0).any():
+        return _not("the reference does not go both ways")
+    key = level[use] * 2 + (direction[use] > 0)
+    size = int(key.max()) + 1
+    counts = np.bincount(key, minlength=size)
+    sums = np.bincount(key, weights=err[use], minlength=size)
+    counts = counts[: size - size % 2].reshape(-1, 2)
+    sums = sums[: size - size % 2].reshape(-1, 2)
+    both = (counts >= MIN_VISIT).all(axis=1)
+    if not both.any():
+        return _not("no reference level was approached from both sides")
+    means = sums[both] / counts[both]
+    diff = np.abs(means[:, 1] - means[:, 0])
+    k = int(np.argmax(diff))
+    at = (float(np.flatnonzero(both)[k]) + nbins_base + 0.5) * width
+    return Figure(float(diff[k]), at=at)
+
+
+def _repeatability(ref: Floats, err: Floats, steady: NDArray[np.bool_], width: float) -> Figure:
+    level = _levels(ref, width)
+    new_visit = np.ones(ref.size, dtype=bool)
+    new_visit[1:] = (level[1:] != level[:-1]) | ~steady[1:] | ~steady[:-1]
+    visit = np.cumsum(new_visit) - 1
+    counts = np.bincount(visit)
+    means = np.bincount(visit, weights=err) / counts
+    first = np.flatnonzero(new_visit)
+    long = (counts >= MIN_VISIT) & steady[first]
+    if not long.any():
+        return _not(f"no dwell of {MIN_VISIT}+ readings at a steady reference")
+    lv, mv = level[first][long], means[long]
+    order = np.argsort(lv, kind="stable")
+    lv, mv = lv[order], mv[order]
+    uniq, start, count = np.unique(lv, return_index=True, return_counts=True)
+    rep = count >= 2  # noqa: PLR2004
+    if not rep.any():
+        return _not("no set point was visited twice")
+    sums = np.add.reduceat(mv, start)
+    level_mean = np.repeat(sums / count, count)
+    ss = np.add.reduceat((mv - level_mean) ** 2, start)[rep]
+    dof = (count[rep] - 1).sum()
+    return Figure(math.sqrt(float(ss.sum()) / float(dof)), at=float(uniq[rep][0] * width))
+
+
+def allan_deviation(err: Floats, period: float) -> tuple[AllanPoint, ...]:
+    """Overlapping Allan deviation of ``err`` at octave averaging times (n >= 16)."""
+    n = err.size
+    if n < ADEV_MIN_READINGS:
+        return ()
+    c = np.concatenate(([0.0], np.cumsum(err - err.mean())))
+    out = []
+    m = 1
+    while 3 * m <= n:
+        stride = max(1, m // 8)  # overlapping estimates, thinned where they are redundant
+        means = (c[m::stride] - c[:-m:stride]) / m
+        step = m // stride if m % stride == 0 else None
+        d = means[step:] - means[:-step] if step else np.diff(means)
+        out.append(AllanPoint(m * period, math.sqrt(0.5 * float(d @ d) / d.size)))
+        m *= 2
+    return tuple(out)
+
+
+def calibrate(
+    ref: Floats,
+    x: Floats,
+    err: Floats,
+    *,
+    steady: NDArray[np.bool_],
+    tolerance: float,
+    u_ref: float,
+    period: float,
+    step_threshold: float,
+) -> Calibration:
+    """Every figure from the readings ``x`` against ``ref`` (``err`` = lag-allowed error)."""
+    rs, xs, es = ref[steady], x[steady], err[steady]
+    offset, gain, a, g = _fit(rs, xs, u_ref, MIN_SPAN_TOLERANCES * tolerance)
+    width = max(tolerance / 2.0, step_threshold)
+    if offset.value is None or es.size < 3:  # noqa: PLR2004
+        linearity = _not("needs a fitted offset and gain")
+    else:
+        dev = np.abs(xs - (a + g * rs))
+        k = int(np.argmax(dev))
+        linearity = Figure(float(dev[k]), at=float(rs[k]))
+    d = np.diff(ref)
+    moving = np.abs(d) > step_threshold
+    direction = np.zeros(ref.size, dtype=np.int8)
+    if moving.any():
+        idx = np.flatnonzero(moving)
+        last = np.maximum.accumulate(np.where(np.r_[False, moving], np.arange(ref.size), -1))
+        sign = np.zeros(ref.size, dtype=np.int8)
+        sign[idx + 1] = np.sign(d[idx]).astype(np.int8)
+        direction = np.where(last >= 0, sign[np.maximum(last, 0)], 0).astype(np.int8)
+    base = int(np.floor(float(ref.min()) / width)) if ref.size else 0
+    hysteresis = _hysteresis(rs, es, direction[steady], width, base) if rs.size else _not("no data")
+    repeatability = _repeatability(ref, err, steady, width)
+    adev = allan_deviation(err, period)
+    if adev:
+        best = min(adev, key=lambda p: p.adev)
+        allan_min = Figure(best.adev, at=best.tau_s)
+    else:
+        allan_min = _not(f"needs {ADEV_MIN_READINGS} readings")
+    return Calibration(offset, gain, linearity, hysteresis, repeatability, allan_min, adev)

@@ -1,0 +1,99 @@
+"""Time response: the lag a datasheet allows, and t63 / t90 measured at reference steps.
+
+Datasheets give a first-order time constant tau63 (SHT3x 8 s, SHT4x 4 s, SCD4x 60 s: see
+``specs.py``). A sensor with that response reads the reference passed through a first-order
+low-pass filter; anything between the reference and that lagged reference is an expected lag,
+not an accuracy error (SENSOR_SPECS.md, "Response time"). For a first-order system
+t90 = ln(10) tau63 = 2.303 tau63.
+
+The filter ``y[n] = a[n] y[n-1] + (1 - a[n]) x[n]`` with ``a[n] = exp(-dt[n] / tau)`` is
+computed exactly and vectorised: with ``A[n] = exp(-(t[n] - t0) / tau)``,
+``y[n] = A[n] (y[b] / A[b] + sum((1 - a[k]) x[k] / A[k]))`` inside blocks short enough
+(``BLOCK_TAUS`` time constants) that ``1 / A`` cannot overflow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sensor_backend.sensor.qc import Floats, Indices
+
+BLOCK_TAUS = 200.0  # exp(200) ~ 7e86: far from float64 overflow, and no loss of precision
+T90_OVER_T63 = math.log(10.0)  # first-order system
+MAX_STEPS = 50  # steps measured one by one (a Python loop): beyond this only the first ones
+SLOW_FACTOR = 1.5  # measured t63 above this x the datasheet tau63 (+ one period): suspect
+
+
+def first_order(x: Floats, t: Floats, tau: float) -> Floats:
+    """``x`` through a first-order low-pass with time constant ``tau`` (seconds), y[0] = x[0]."""
+    n = x.size
+    y = np.empty(n)
+    if n == 0:
+        return y
+    block = max(2, int(BLOCK_TAUS * tau / max(float(t[-1] - t[0]) / max(n - 1, 1), 1e-12)))
+    prev = float(x[0])
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        tb = t[start:stop]
+        t0 = float(t[start - 1]) if start else float(tb[0])
+        rel = (tb - t0) / tau
+        gain = -np.expm1(-np.diff(rel, prepend=0.0))  # 1 - a[k]
+        growth = np.exp(rel)  # 1 / A[k]
+        acc = np.cumsum(gain * x[start:stop] * growth)
+        y[start:stop] = (prev + acc) / growth
+        prev = float(y[stop - 1])
+    return y
+
+
+def lag_band(ref: Floats, t: Floats, tau: float | None) -> tuple[Floats, Floats] | None:
+    """(low, high) of the expected reading: between the reference and its lagged copy."""
+    if tau is None or ref.size < 2:  # noqa: PLR2004
+        return None
+    lagged = first_order(ref, t, tau)
+    return np.minimum(ref, lagged), np.maximum(ref, lagged)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResponse:
+    index: int  # reading at which the reference stepped
+    size: float  # reference change, in the spec's unit
+    t63_s: float | None  # None: never reached within the dwell that followed
+    t90_s: float | None
+
+
+def find_steps(ref: Floats, threshold: float) -> Indices:
+    """Indices where the reference jumps by more than ``threshold`` from one reading."""
+    return np.flatnonzero(np.abs(np.diff(ref)) > threshold) + 1
+
+
+def step_responses(
+    x: Floats, ref: Floats, t: Floats, steps: Indices, settle: int
+) -> list[StepResponse]:
+    """t63 and t90 of each step: time until the reading has covered 63 / 90 % of the step.
+
+    The level before a step is the mean of up to ``settle`` readings before it; a step is
+    measured until the next step (or the end). Steps closer than 3 readings are skipped.
+    """
+    out: list[StepResponse] = []
+    bounds = [*steps.tolist(), x.size]
+    for k, i in enumerate(bounds[:-1][:MAX_STEPS]):
+        end = bounds[k + 1]
+        if i < 1 or end - i < 3:  # noqa: PLR2004
+            continue
+        before = float(x[max(0, i - settle) : i].mean())
+        size = float(ref[i] - ref[i - 1])
+        target = float(ref[end - 1]) - float(ref[i - 1])
+        if target == 0.0:
+            continue
+        covered = (x[i:end] - before) / target
+        times = []
+        for level in (0.63, 0.90):
+            hit = np.flatnonzero(covered >= level)
+            times.append(float(t[i + hit[0]] - t[i - 1]) if hit.size else None)
+        out.append(StepResponse(int(i), size, times[0], times[1]))
+    return out
