@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from starlette.requests import ClientDisconnect
 
 from sensor_backend.core.breaker import CircuitOpenError
 from sensor_backend.core.errors import ServiceError, Unavailable
@@ -147,12 +148,16 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body; a client that leaves mid-body raises ClientDisconnect.
+
+    Never a truncated body passed on as if complete.
+    """
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnect
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -163,16 +168,32 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def stream_body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
+class ClientBody:
+    """The request body streamed on as it arrives (an async iterable for aiohttp).
+
+    A client that leaves aborts the upstream request (raising ends aiohttp's chunked
+    upload without its final chunk) instead of passing a truncated body on as complete;
+    ``disconnected`` then tells the proxy that the failure was the client's, whatever
+    aiohttp wrapped it in, so it never counts against the upstream.
+    """
+
+    __slots__ = ("_receive", "disconnected")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.disconnected = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                raise ClientDisconnect
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
 
 
 class Proxy:
@@ -217,7 +238,7 @@ class Proxy:
             if retryable and (length is None or int(length) <= MAX_BUFFERED_BODY):
                 payload = await read_body(receive, MAX_BUFFERED_BODY)
             else:
-                payload = stream_body(receive) if method not in {"GET", "HEAD"} else None
+                payload = ClientBody(receive) if method not in {"GET", "HEAD"} else None
                 retryable = False
         upstream.budget.record_call()
         exclude: Replica | None = None
@@ -287,6 +308,9 @@ class Proxy:
                     allow_redirects=False,
                 )
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                if isinstance(outgoing.body, ClientBody) and outgoing.body.disconnected:
+                    breaker.release(generation)
+                    raise ClientDisconnect from exc
                 breaker.record_failure(generation, time.perf_counter() - started)
                 pool.failed(replica)
                 kind = "timed out" if isinstance(exc, TimeoutError) else "unreachable"

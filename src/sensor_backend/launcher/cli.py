@@ -313,6 +313,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
         err.print("[red]the running system has no gateway[/red]")
         return 2
     names = list(drills.SCENARIOS) if args.scenario == "all" else [args.scenario]
+    names *= args.repeat
     drill = drills.Drill(
         data_dir, gateway.url, admin_password(data_dir), [c.name for c in state.components]
     )
@@ -391,6 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="sensor",
         choices=["auth", "sensor", "events"],
         help="the service to freeze (freeze drill)",
+    )
+    drill.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        choices=range(1, 21),
+        metavar="N",
+        help="run the drills N times back to back (recovery after an outage history)",
     )
     drill.set_defaults(func=cmd_drill)
     helps = {

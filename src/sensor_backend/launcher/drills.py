@@ -7,22 +7,29 @@ is non-zero when any expectation fails.
 
     auth      kill auth: a sensor test still works (JWT fallback), login answers 503
     events    kill events: a sensor test still works; its event waits and arrives after restart
-    database  kill PostgreSQL: 503 + Retry-After, no service dies, recovery without restarts
+    database  kill PostgreSQL: 503 + Retry-After, no service dies, tests accepted again
+              within RECOVERY_S of PostgreSQL answering, without restarts or resets
     health    kill sensor: /health shows it unavailable and its breaker open
     broker    kill the broker: events are queued and delivered when it returns
     freeze    SIGSTOP a service (default sensor): timeouts open its breaker, 503s come fast
     all       each in turn, restoring after each
+
+No drill resets a breaker by hand: a returning component must be used again by itself
+(docs/resilience.md), and ``--repeat N`` runs the drills back to back to prove it holds
+after an outage history, not just once. The HTTP client is aiohttp, a runtime dependency
+(the installed command must work without the dev extras).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import aiohttp
 
 from sensor_backend.launcher.control import ControlClient
 
@@ -31,6 +38,22 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 SERVICES = ("auth", "sensor", "events", "gateway")
+# A returning dependency is used again within the health-probe interval plus two seconds
+# (issue 12): the service's own probe (2 s) and then the gateway's (1 s), plus margin.
+RECOVERY_S = 5.0
+HTTP_ERRORS = (aiohttp.ClientError, TimeoutError, KeyError, ValueError)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a drill needs of an HTTP response, read whole."""
+
+    status_code: int
+    headers: dict[str, str]
+    text: str
+
+    def json(self) -> Any:  # noqa: ANN401 - parsed JSON
+        return json.loads(self.text)
 
 
 @dataclass
@@ -62,35 +85,52 @@ class Drill:
         self.gateway = gateway_url
         self.password = admin_password
         self.components = components
-        self.http = httpx.AsyncClient(timeout=15)
+        self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None
 
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(self, method: str, url: str, *, timeout_s: float = 15, **kw: Any) -> Answer:  # noqa: ANN401
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        async with self._session.request(
+            method, url, timeout=aiohttp.ClientTimeout(total=timeout_s), **kw
+        ) as resp:
+            text = await resp.text()
+            return Answer(resp.status, {k.lower(): v for k, v in resp.headers.items()}, text)
+
+    async def get(self, url: str, **kw: Any) -> Answer:  # noqa: ANN401
+        return await self.request("GET", url, **kw)
+
+    async def post(self, url: str, **kw: Any) -> Answer:  # noqa: ANN401
+        return await self.request("POST", url, **kw)
 
     # -- helpers ---------------------------------------------------------------------
     async def token(self) -> str:
         if self._token is None:
-            response = await self.http.post(
+            response = await self.post(
                 f"{self.gateway}/auth/token", data={"username": "admin", "password": self.password}
             )
-            response.raise_for_status()
+            if response.status_code != 200:
+                raise RuntimeError(f"login failed: {response.status_code} {response.text[:200]}")
             self._token = response.json()["access_token"]
         return self._token
 
     async def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.token()}"}
 
-    async def start_test(self, device: str) -> httpx.Response:
+    async def start_test(self, device: str) -> Answer:
         body = {"device_id": device, "simulate": {"n": 300, "seed": 7}}
-        return await self.http.post(
+        return await self.post(
             f"{self.gateway}/test/sensor/temperature", json=body, headers=await self.headers()
         )
 
     async def wait_test(self, test_id: str, timeout_s: float = 60) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            response = await self.http.get(
+            response = await self.get(
                 f"{self.gateway}/test/{test_id}", headers=await self.headers()
             )
             if response.status_code == 200 and response.json().get("status") in {
@@ -103,19 +143,29 @@ class Drill:
         return None
 
     async def gateway_health(self) -> dict[str, Any]:
-        doc: dict[str, Any] = (await self.http.get(f"{self.gateway}/health", timeout=5)).json()
+        doc: dict[str, Any] = (await self.get(f"{self.gateway}/health", timeout_s=5)).json()
         return doc
 
-    async def until(self, predicate: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
+    async def until(
+        self, predicate: Callable[[], Awaitable[bool]], timeout_s: float, interval_s: float = 0.5
+    ) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
                 if await predicate():
                     return True
-            except (httpx.HTTPError, KeyError, ValueError):
+            except HTTP_ERRORS:
                 pass
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(interval_s)
         return False
+
+    async def recovered_in(
+        self, predicate: Callable[[], Awaitable[bool]], timeout_s: float
+    ) -> float | None:
+        """Seconds until ``predicate`` holds (polled every 0.2 s), or None."""
+        started = time.monotonic()
+        ok = await self.until(predicate, timeout_s, interval_s=0.2)
+        return time.monotonic() - started if ok else None
 
     async def services_alive(self, except_: str | None = None) -> list[str]:
         """Names of service processes that are not running (other than ``except_``)."""
@@ -129,7 +179,7 @@ class Drill:
         ]
 
     async def event_logged(self, subject: str) -> int:
-        response = await self.http.get(
+        response = await self.get(
             f"{self.gateway}/events/logs",
             params={"subject": subject, "type": "sensor.test.completed"},
             headers=await self.headers(),
@@ -155,7 +205,7 @@ class Drill:
             if response.status_code == 202:
                 done = await self.wait_test(response.json()["test_id"])
                 r.check("the test completes", done is not None and done["status"] == "completed")
-            login = await self.http.post(
+            login = await self.post(
                 f"{self.gateway}/auth/token", data={"username": "admin", "password": "x"}
             )
             r.check(
@@ -200,9 +250,15 @@ class Drill:
             dead = await self.services_alive()
             r.check("no service process died", not dead, ", ".join(dead))
         finally:
+            # The supervisor answers once PostgreSQL accepts connections again.
             await self.control.act("postgres", "start")
-        ok = await self.until(self._accepted, 90)
-        r.check("tests are accepted again without restarting any service", ok)
+        took = await self.recovered_in(self._accepted, 90)
+        r.check(
+            f"tests are accepted again within {RECOVERY_S:g} s of PostgreSQL answering,"
+            " without restarting or resetting anything",
+            took is not None and took <= RECOVERY_S,
+            "not within 90 s" if took is None else f"took {took:.1f} s",
+        )
         dead = await self.services_alive()
         r.check("still no service process died", not dead, ", ".join(dead))
 
@@ -229,9 +285,12 @@ class Drill:
             )
         finally:
             await self.control.act("sensor", "start")
-            await self.http.post(
-                f"{self.gateway}/circuit-breaker/reset/sensor", headers=await self.headers()
-            )
+        took = await self.recovered_in(self._accepted, 30)
+        r.check(
+            f"tests are accepted again within {RECOVERY_S:g} s of the restart, no reset",
+            took is not None and took <= RECOVERY_S,
+            "not within 30 s" if took is None else f"took {took:.1f} s",
+        )
         ok = await self.until(lambda: self._service_status("sensor", "healthy"), 30)
         r.check("the sensor service is healthy again", ok)
 
@@ -245,7 +304,7 @@ class Drill:
         }
         await self.control.act("broker", "kill")
         try:
-            response = await self.http.post(
+            response = await self.post(
                 f"{self.gateway}/events", json=event, headers=await self.headers()
             )
             r.check(
@@ -287,19 +346,20 @@ class Drill:
             )
         finally:
             await self.control.act(service, "thaw")
-            await self.http.post(
-                f"{self.gateway}/circuit-breaker/reset/{service}", headers=await self.headers()
-            )
-        ok = await self.until(self._accepted, 60)
-        r.check(f"{service} serves again after SIGCONT", ok)
+        took = await self.recovered_in(self._accepted, 60)
+        r.check(
+            f"{service} serves again within {RECOVERY_S:g} s of SIGCONT, no reset",
+            took is not None and took <= RECOVERY_S,
+            "not within 60 s" if took is None else f"took {took:.1f} s",
+        )
 
     async def _event_state(self) -> str:
         """What the event service says about its queue and consumer (for a failed step)."""
         try:
             doc = (
-                await self.http.get(f"{self.gateway}/events/stats", headers=await self.headers())
+                await self.get(f"{self.gateway}/events/stats", headers=await self.headers())
             ).json()
-        except (httpx.HTTPError, ValueError) as exc:
+        except HTTP_ERRORS as exc:
             return f"event stats unavailable: {exc}"
         keep = ("queue_depth", "drainer", "consumer", "breaker")
         return str({k: doc.get(k) for k in keep})
@@ -308,7 +368,7 @@ class Drill:
     async def _broker_seen_down(self) -> bool:
         doc = await self.control.components()
         events = next(c for c in doc["components"] if c["name"] == "events")
-        health = (await self.http.get(f"{events['url']}/health", timeout=3)).json()
+        health = (await self.get(f"{events['url']}/health", timeout_s=3)).json()
         return bool(health["checks"]["broker"]["status"] == "down")
 
     async def _service_status(self, service: str, status: str) -> bool:
@@ -328,8 +388,9 @@ async def run_drills(
     drill: Drill, names: list[str], freeze_target: str = "sensor"
 ) -> list[DrillReport]:
     reports = []
-    for name in names:
-        report = DrillReport(name)
+    for round_, name in enumerate(names):
+        repeated = names.count(name) > 1
+        report = DrillReport(f"{name} #{names[: round_ + 1].count(name)}" if repeated else name)
         try:
             if name == "freeze":
                 await drill.freeze(report, freeze_target)
