@@ -35,6 +35,12 @@ they were made. The connection uses ``locking_mode=EXCLUSIVE``: a second process
 second :class:`Spool`) opening the same file gets :class:`SpoolInUseError` instead of
 silently making the in-memory totals wrong.
 
+Appends are group-committed: while one append transaction (and its fsync) runs, appends
+made meanwhile wait in an in-memory queue and are then written together in ONE transaction,
+each batch still all-or-nothing and answered separately. Many concurrent requests thus pay
+for one fsync, which is what lets a service write every accepted event to its journal on
+the hot path (:mod:`sensor_backend.core.journal`) without collapsing its throughput.
+
 Running totals (count, bytes) live in memory, are initialised from the file at open and
 are updated on the worker thread right after each commit, so they stay exact even when the
 awaiting coroutine is cancelled. ``bytes`` counts payload bytes only (not keys or SQLite's
@@ -53,7 +59,7 @@ import random
 import re
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Self, TypeVar
 
@@ -115,6 +121,24 @@ class SpooledItem:
     payload: bytes
     created_at: float
     attempts: int
+
+
+@dataclass(slots=True, eq=False)
+class _PendingAppend:
+    """One ``append`` call waiting for (or in) a group commit.
+
+    ``tag`` is the caller's opaque marker, handed to :meth:`Spool._after_append`. The worker
+    thread fills in ``stored`` (the per-item answer) and ``seqs`` (of the stored items, in
+    order), or ``error``.
+    """
+
+    batch: list[tuple[str, bytes]]
+    waiter: asyncio.Future[list[bool]]
+    tag: object = None
+    stored: list[bool] | None = None
+    seqs: list[int] = field(default_factory=list)
+    created_at: float = 0.0
+    error: BaseException | None = None
 
 
 def _check_positive_int(name: str, value: object) -> None:
@@ -194,6 +218,9 @@ class Spool:
         # Touched only on the worker thread; the totals are read from the loop thread
         # (a single int/float read is atomic under the GIL).
         self._conn: sqlite3.Connection | None = None
+        # Group commit (loop thread): appends waiting for the transaction in flight.
+        self._append_queue: list[_PendingAppend] = []
+        self._append_flush: asyncio.Future[None] | None = None
         self._count = 0
         self._bytes = 0
         self._oldest_created_at: float | None = None
@@ -248,6 +275,9 @@ class Spool:
         if executor is None or self._closing:
             return
         self._closing = True
+        # Appends already accepted into the group-commit queue are written first.
+        while (flush := self._append_flush) is not None:
+            await asyncio.wait({flush})
         try:
             await asyncio.get_running_loop().run_in_executor(executor, self._close_sync)
         finally:
@@ -276,7 +306,7 @@ class Spool:
             batch.append((key, bytes(payload)))
         if not batch:
             return []
-        return await self._run(functools.partial(self._append_sync, batch))
+        return await self._enqueue_append(batch, None)
 
     async def peek(self, limit: int) -> list[SpooledItem]:
         """Up to ``limit`` items, oldest (lowest ``seq``) first; removes nothing."""
@@ -349,6 +379,52 @@ class Spool:
         }
 
     # -- worker-thread side ------------------------------------------------------------
+
+    async def _enqueue_append(self, batch: list[tuple[str, bytes]], tag: object) -> list[bool]:
+        """Queue a batch for the next group commit and wait for its answer."""
+        if self._executor is None or self._closing:
+            raise RuntimeError(f"spool {self.name!r} is not open")
+        waiter: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        self._append_queue.append(_PendingAppend(batch, waiter, tag))
+        if self._append_flush is None:
+            # Submitted now, not from a task: a peek or ack submitted after this call
+            # returns runs after this append on the worker thread.
+            self._flush_appends()
+        return await waiter
+
+    def _flush_appends(self) -> None:
+        executor = self._executor
+        if executor is None:  # close() waits for the queue, so this cannot happen
+            raise RuntimeError(f"spool {self.name!r} is not open")
+        group, self._append_queue = self._append_queue, []
+        flush = asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(self._append_group_sync, group)
+        )
+        self._append_flush = flush
+        flush.add_done_callback(functools.partial(self._appends_flushed, group))
+
+    def _appends_flushed(self, group: list[_PendingAppend], flush: asyncio.Future[None]) -> None:
+        """Loop thread, after a group commit: answer every waiter, start the next group."""
+        self._append_flush = None
+        failure = asyncio.CancelledError() if flush.cancelled() else flush.exception()
+        try:
+            if failure is not None:
+                for item in group:
+                    item.stored, item.error = None, failure
+            self._after_append(group)
+        finally:
+            for item in group:
+                if item.waiter.done():  # the caller was cancelled; the outcome stands
+                    continue
+                if item.error is not None:
+                    item.waiter.set_exception(item.error)
+                else:
+                    item.waiter.set_result(item.stored or [])
+            if self._append_queue:
+                self._flush_appends()
+
+    def _after_append(self, group: list[_PendingAppend]) -> None:
+        """Hook for subclasses, on the loop thread after each group commit."""
 
     async def _run(self, fn: Callable[[], T]) -> T:
         executor = self._executor
@@ -430,60 +506,106 @@ class Spool:
             present.update(row[0] for row in rows)
         return present
 
-    def _new_items(
-        self, conn: sqlite3.Connection, batch: list[tuple[str, bytes]]
-    ) -> tuple[list[bool], list[tuple[str, bytes]]]:
-        """Per item "is new", and the new items: not spooled, first of their key in batch."""
-        # One thread, one exclusive connection: nothing can insert between this read and
-        # the caller's transaction.
-        present = self._present_keys(conn, list(dict.fromkeys(key for key, _ in batch)))
-        stored = [False] * len(batch)
-        seen: set[str] = set()
+    def _plan(
+        self, item: _PendingAppend, present: set[str], count: int, total: int
+    ) -> list[tuple[str, bytes]] | None:
+        """The batch's new items (not stored yet, first of their key), or None if full."""
+        stored = [False] * len(item.batch)
         fresh: list[tuple[str, bytes]] = []
-        for index, (key, payload) in enumerate(batch):
-            if key in seen:
+        seen: set[str] = set()
+        for index, (key, payload) in enumerate(item.batch):
+            if key in seen or key in present:
                 continue
             seen.add(key)
-            if key not in present:
-                stored[index] = True
-                fresh.append((key, payload))
-        return stored, fresh
+            stored[index] = True
+            fresh.append((key, payload))
+        added = sum(len(payload) for _, payload in fresh)
+        if count + len(fresh) > self.max_items:
+            item.error = self._full_error(
+                f"is full: {count} + {len(fresh)} items > max_items {self.max_items}"
+            )
+            return None
+        if total + added > self.max_bytes:
+            item.error = self._full_error(
+                f"is full: {total} + {added} bytes > max_bytes {self.max_bytes}"
+            )
+            return None
+        item.stored = stored
+        return fresh
 
-    def _append_sync(self, batch: list[tuple[str, bytes]]) -> list[bool]:
+    def _append_group_sync(self, group: list[_PendingAppend]) -> None:
+        """Write a group of batches in ONE transaction; each batch is all-or-nothing.
+
+        Batches are judged in order, as if appended one after the other: a key stored by
+        an earlier batch of the group is a duplicate for a later one, and a batch that
+        does not fit gets :class:`SpoolFullError` without affecting the others.
+        """
         conn = self._require_conn()
-        stored, fresh = self._new_items(conn, batch)
-        if not fresh:
-            return stored
-        added_bytes = sum(len(payload) for _, payload in fresh)
-        if self._count + len(fresh) > self.max_items:
-            raise self._full_error(
-                f"is full: {self._count} + {len(fresh)} items > max_items {self.max_items}"
-            )
-        if self._bytes + added_bytes > self.max_bytes:
-            raise self._full_error(
-                f"is full: {self._bytes} + {added_bytes} bytes > max_bytes {self.max_bytes}"
-            )
+        # One thread, one exclusive connection: nothing can insert between this read and
+        # the transaction below.
+        present = self._present_keys(
+            conn, list(dict.fromkeys(key for item in group for key, _ in item.batch))
+        )
+        count, total = self._count, self._bytes
+        planned: list[tuple[_PendingAppend, list[tuple[str, bytes]]]] = []
+        for item in group:
+            fresh = self._plan(item, present, count, total)
+            if fresh is None:
+                continue
+            present.update(key for key, _ in fresh)
+            count += len(fresh)
+            total += sum(len(payload) for _, payload in fresh)
+            planned.append((item, fresh))
+        rows = [row for _, fresh in planned for row in fresh]
+        if not rows:
+            return
         now = self._clock.time()
         try:
+            seqs = self._insert_sync(conn, rows, now)
+        except Exception as exc:  # noqa: BLE001 (handed to every waiting append, not lost)
+            error: Exception = exc
+            if isinstance(exc, sqlite3.OperationalError) and (
+                exc.sqlite_errorcode == sqlite3.SQLITE_FULL
+            ):
+                error = self._full_error(f"cannot grow: disk full ({exc})")
+                error.__cause__ = exc
+            for item, _ in planned:
+                item.stored, item.error = None, error
+            return
+        position = 0
+        for item, fresh in planned:
+            item.seqs = seqs[position : position + len(fresh)]
+            item.created_at = now
+            position += len(fresh)
+        self._count = count
+        self._bytes = total
+        if self._oldest_created_at is None:
+            self._oldest_created_at = now
+
+    @staticmethod
+    def _insert_sync(
+        conn: sqlite3.Connection, rows: list[tuple[str, bytes]], now: float
+    ) -> list[int]:
+        """Insert in one transaction (rolled back on any error); the new rows' seqs."""
+        try:
             conn.execute("BEGIN IMMEDIATE")
+            (before,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM spool").fetchone()
             conn.executemany(
                 "INSERT INTO spool (key, payload, size, created_at) VALUES (?, ?, ?, ?)",
-                [(key, payload, len(payload), now) for key, payload in fresh],
+                [(key, payload, len(payload), now) for key, payload in rows],
             )
+            # AUTOINCREMENT gives new rows seqs above every existing one, in insert order.
+            seqs = [
+                seq
+                for (seq,) in conn.execute(
+                    "SELECT seq FROM spool WHERE seq > ? ORDER BY seq", (before,)
+                )
+            ]
             conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            _rollback(conn)
-            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
-                raise self._full_error(f"cannot grow: disk full ({exc})") from exc
-            raise
         except BaseException:
             _rollback(conn)
             raise
-        self._count += len(fresh)
-        self._bytes += added_bytes
-        if self._oldest_created_at is None:
-            self._oldest_created_at = now
-        return stored
+        return seqs
 
     def _peek_sync(self, limit: int) -> list[SpooledItem]:
         rows = self._require_conn().execute(
