@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING
 
 from sensor_backend.core.app import ServiceContext, create_app
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
+from sensor_backend.core.journal import Journal
 from sensor_backend.core.security import AuthGuard
 from sensor_backend.core.service import attach_database
-from sensor_backend.core.spool import Spool
 from sensor_backend.core.upstreams import SessionHolder
 from sensor_backend.events.broker import BrokerConnection
 from sensor_backend.events.consumer import EventConsumer
+from sensor_backend.events.metrics import JournalCollector
 from sensor_backend.events.publisher import Publisher
 from sensor_backend.events.routes import router
 from sensor_backend.events.service import EventService
@@ -46,21 +47,23 @@ def build_app(settings: EventsSettings | None = None) -> FastAPI:
             ),
         )
     )
-    spool = Spool(
+    # The file the spool used before it became the journal: rows left there are resent.
+    journal = Journal(
         settings.spool_dir / "events.sqlite3",
         max_items=settings.spool_max_items,
         max_bytes=settings.spool_max_bytes,
         name="events",
+        resend_after_s=settings.journal_resend_after_s,
     )
     store = EventStore(db)
     events = EventService(
         settings=settings,
         broker=broker,
         breaker=breaker,
-        spool=spool,
+        journal=journal,
         publisher=Publisher(
             broker=broker,
-            spool=spool,
+            journal=journal,
             breaker=breaker,
             topic=settings.kafka_topic,
             timeout_s=settings.produce_timeout_s,
@@ -68,7 +71,7 @@ def build_app(settings: EventsSettings | None = None) -> FastAPI:
         consumer=EventConsumer(settings, store),
         store=store,
     )
-    broker.on_topic_recreated.append(events.consumer.reset)
+    ctx.metrics.registry.register(JournalCollector(events))
     ctx.on_startup.append(broker.start)
     ctx.on_startup.append(events.start)
     ctx.on_shutdown.append(broker.stop)
@@ -77,19 +80,24 @@ def build_app(settings: EventsSettings | None = None) -> FastAPI:
     async def broker_probe() -> dict[str, object]:
         details = await broker.probe()
         # The broker answers again: probe it with real sends now, not after an open wait
-        # that doubled through a long outage, and drain the spool.
+        # that doubled through a long outage, and drain the journal.
         if breaker.health_check_passed():
             events.drainer.wake()
         return details
 
-    # Broker down is survivable (events spool durably), so it degrades rather than fails.
+    # Broker down is survivable (events wait in the journal), so it degrades, not fails.
     ctx.health.add_probe(
         "broker",
         broker_probe,
-        capability="producing to the broker (accepted events wait in the local spool)",
+        capability="producing to the broker (accepted events wait in the local journal)",
     )
     ctx.health.add_extra(
-        lambda: {"spool": spool.snapshot(), "consumer": events.consumer.snapshot()}
+        lambda: {
+            "journal": events.journal_facts(),
+            # The console's queue table (gateway/console) reads spool.depth.
+            "spool": {"depth": journal.unconfirmed, "backlog": journal.backlog},
+            "consumer": events.consumer.snapshot(),
+        }
     )
     app = create_app(ctx, title="sensor-backend event service")
     app.include_router(router)

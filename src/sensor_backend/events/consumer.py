@@ -25,6 +25,8 @@ from sensor_backend.core.log import get_logger
 from sensor_backend.events.store import ConsumedRow, EventStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sensor_backend.events.settings import EventsSettings
 
 log = get_logger("events.consumer")
@@ -80,6 +82,9 @@ class EventConsumer:
         self._task: asyncio.Task[None] | None = None
         self._reset = False
         self.resets = 0
+        # Called with the ids of each batch once it is committed in PostgreSQL: the
+        # journal's fast path to confirm events this process produced (DESIGN.md §7).
+        self.on_stored: list[Callable[[list[str]], object]] = []
 
     def reset(self) -> None:
         """Reconnect from the committed offsets (after the broker lost its partitions).
@@ -167,6 +172,10 @@ class EventConsumer:
                 for tp, records in batches.items():
                     consumer.seek(tp, records[0].offset)
                 raise
+            # Stored, duplicates included: each of these ids is durable in PostgreSQL now.
+            ids = [row.id for row in rows]
+            for callback in self.on_stored:
+                callback(ids)
             await consumer.commit()
             self.consumed += len(rows)
             self.status = "up"

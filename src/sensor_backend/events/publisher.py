@@ -1,13 +1,19 @@
-"""Accepting events: produce to the broker, or spool durably when it is down.
+"""Accepting events: journal them durably, produce them, keep them until they are stored.
 
-- Broker healthy, its breaker closed and the spool empty: each event is produced with
-  ``acks=all`` (pipelined for a batch) before the answer, which is then ``sent``.
-- Otherwise the events are appended to the fsynced local spool and answered ``queued``;
-  while the spool is non-empty new events queue behind it, so per-subject order holds.
-- The spool is bounded: when full the request gets 503 with Retry-After and nothing of it is
-  stored (never silent loss). The drainer sends the spool in order when the broker is back,
-  removing each event only after the broker acknowledged it.
-- An event id seen recently (an LRU of ids, and the spool's unique key) is answered
+- Every accepted event is first appended to the fsynced local journal (group-committed:
+  one fsync for many concurrent requests), and stays there until the consumer side has
+  stored it in PostgreSQL (DESIGN.md §7), not merely until the broker acknowledged it.
+- Broker healthy, its breaker closed and nothing waiting in the journal: the events are
+  then produced with ``acks=all`` (pipelined for a batch) before the answer, ``sent``.
+- Otherwise they wait in the journal, answered ``queued``; while anything waits, new events
+  queue behind it, so per-subject order holds. The drainer produces them in order when the
+  broker is back.
+- The journal is bounded: when full the request gets 503 with Retry-After and nothing of it
+  is stored (never silent loss).
+- When the broker lost what it held (its topic had to be recreated, or a partition's
+  offsets went backwards), every produced but unconfirmed event is produced again; the
+  event id makes the copy harmless (the consumer's store dedups on it).
+- An event id seen recently (an LRU of ids, and the journal's unique key) is answered
   ``duplicate`` and not stored twice; the consumer dedups on the id in PostgreSQL anyway.
 """
 
@@ -24,13 +30,19 @@ from aiokafka.errors import KafkaError
 
 from sensor_backend.core.breaker import CircuitOpenError
 from sensor_backend.core.errors import Unavailable
+from sensor_backend.core.log import get_logger
 from sensor_backend.core.spool import SpoolFullError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sensor_backend.core.breaker import CircuitBreaker
     from sensor_backend.core.cloudevents import CloudEvent
-    from sensor_backend.core.spool import Spool, SpooledItem
+    from sensor_backend.core.journal import Journal
+    from sensor_backend.core.spool import SpooledItem
     from sensor_backend.events.broker import BrokerConnection
+
+log = get_logger("events.publisher")
 
 RECENT_IDS = 200_000
 LATENCY_SAMPLES = 4096
@@ -44,8 +56,10 @@ class ProducerStats:
     duplicates: int = 0
     drained: int = 0
     refused_spool_full: int = 0
-    # Accepted events that were lost. Nothing deletes an event before the broker acked it,
-    # so this stays 0; it is reported so that a regression would show.
+    # Times a produce acknowledgement showed the broker had lost a partition's records.
+    offset_regressions: int = 0
+    # Accepted events that were lost. Nothing deletes an event before it is stored in
+    # PostgreSQL, so this stays 0; it is reported so that a regression would show.
     dropped: int = 0
 
     def __post_init__(self) -> None:
@@ -59,6 +73,7 @@ class ProducerStats:
             "duplicates": self.duplicates,
             "drained": self.drained,
             "refused_spool_full": self.refused_spool_full,
+            "offset_regressions": self.offset_regressions,
             "dropped": self.dropped,
             **percentiles(self.latencies, "produce"),
         }
@@ -80,19 +95,24 @@ class Publisher:
         self,
         *,
         broker: BrokerConnection,
-        spool: Spool,
+        journal: Journal,
         breaker: CircuitBreaker,
         topic: str,
         timeout_s: float,
     ) -> None:
         self.broker = broker
-        self.spool = spool
+        self.journal = journal
         self.breaker = breaker
         self.topic = topic
         self.timeout_s = timeout_s
         self.stats = ProducerStats()
         self._recent: OrderedDict[str, None] = OrderedDict()
-        self.on_queued: list[Any] = []  # callbacks (drainer.wake)
+        self.on_queued: list[Callable[[], object]] = []  # drainer.wake
+        # Called when an acknowledgement shows the broker lost records (see _watch).
+        self.on_broker_lost_data: list[Callable[[], object]] = []
+        # Per partition: (send number, offset) of the latest-sent acknowledged record.
+        self._high: dict[int, tuple[int, int]] = {}
+        self._sends = 0  # records handed to the producer so far
 
     def _seen(self, event_id: str) -> bool:
         return event_id in self._recent
@@ -101,6 +121,10 @@ class Publisher:
         self._recent[event_id] = None
         if len(self._recent) > RECENT_IDS:
             self._recent.popitem(last=False)
+
+    def forget_offsets(self) -> None:
+        """The broker restarted empty: offsets start again from 0."""
+        self._high.clear()
 
     async def publish(self, events: list[CloudEvent]) -> list[dict[str, Any]]:
         """Results in request order: ``{"id", "status": sent|queued|duplicate, ...}``."""
@@ -117,25 +141,59 @@ class Publisher:
             results[event.id] = entry
             ordered.append(entry)
             fresh.append(event.stamped())
-        leftover = await self._produce(fresh, results) if fresh else []
-        if leftover:
-            await self._queue(leftover, results)
+        if fresh:
+            await self._accept(fresh, results)
         for event in fresh:
             if results[event.id]["status"] in {"sent", "queued"}:
                 self._remember(event.id)
         return ordered
 
+    def _direct(self) -> bool:
+        """Produce before answering: broker verified and nothing waiting ahead in the journal."""
+        return self.broker.producer is not None and self.broker.ready and self.journal.backlog == 0
+
+    async def _accept(self, events: list[CloudEvent], results: dict[str, dict[str, Any]]) -> None:
+        """Journal the events (durable before any answer), then produce them or queue them."""
+        direct = self._direct()
+        try:
+            stored = await self.journal.append([(e.id, e.encode()) for e in events], claim=direct)
+        except SpoolFullError as exc:
+            self.stats.refused_spool_full += len(events)
+            raise Unavailable(
+                "event journal is full; nothing of this request was stored",
+                retry_after_s=exc.retry_after_s,
+                queue_depth=exc.depth,
+            ) from exc
+        kept: list[CloudEvent] = []
+        for event, ok in zip(events, stored, strict=True):
+            if ok:
+                kept.append(event)
+            else:  # still unconfirmed in the journal from an earlier request
+                results[event.id]["status"] = "duplicate"
+                self.stats.duplicates += 1
+        leftover = await self._produce(kept, results) if direct and kept else kept
+        if not leftover:
+            return
+        if direct:
+            self.journal.release([e.id for e in leftover])
+        for event in leftover:
+            results[event.id].update(status="queued", queue_depth=self.journal.backlog)
+            self.stats.queued += 1
+        for wake in self.on_queued:
+            wake()
+
     async def _produce(
         self, events: list[CloudEvent], results: dict[str, dict[str, Any]]
     ) -> list[CloudEvent]:
-        """Produce what can be produced now; returns the events left for the spool, in order."""
+        """Produce claimed journal rows; returns those not produced, in order."""
         producer = self.broker.producer
-        if producer is None or not self.broker.ready or self.spool.depth > 0:
+        if producer is None or not self.broker.ready:
             return events
         try:
             generation = self.breaker.acquire()
         except CircuitOpenError:
             return events
+        epoch = self.journal.epoch
         started = time.perf_counter()
         outcomes = await self._send_all(producer, [(e.encode(), e.key) for e in events])
         elapsed = time.perf_counter() - started
@@ -147,14 +205,52 @@ class Publisher:
         else:
             self.breaker.record_failure(generation, elapsed)
             self.broker.mark_down(f"produce failed: {outcomes[failed_from]!r}")
+        sent: list[str] = []
         for event, outcome in zip(events, outcomes, strict=True):
             if not isinstance(outcome, BaseException):
                 results[event.id].update(
                     status="sent", partition=outcome.partition, offset=outcome.offset
                 )
+                sent.append(event.id)
                 self.stats.sent += 1
                 self.stats.latencies.append(elapsed)
+        # Acknowledged, and kept in the journal until the consumer side confirms it.
+        self.journal.mark_sent(sent, epoch)
         return [e for e, o in zip(events, outcomes, strict=True) if isinstance(o, BaseException)]
+
+    def _watch(self, numbers: list[int], outcomes: list[Any]) -> None:
+        """Notice a broker that lost records: a later send got a lower offset.
+
+        Offsets of a partition only grow while the broker keeps its log, so a record sent
+        after another but acknowledged at a lower offset of the same partition means the
+        broker restarted empty (the embedded broker) or truncated its log. The health probe
+        notices a missing topic too, but only once per interval, and not at all when a
+        produce made the broker create the topic again first. ``numbers`` number the sends
+        in the order they entered the producer's buffer.
+        """
+        acked = [
+            (number, o.partition, o.offset)
+            for number, o in zip(numbers, outcomes, strict=True)
+            if not isinstance(o, BaseException)
+        ]
+        regressed = False
+        for number, partition, offset in acked:
+            seen = self._high.get(partition)
+            if seen is not None and number > seen[0] and offset < seen[1]:
+                regressed = True
+                break
+            if seen is None or number > seen[0]:
+                self._high[partition] = (number, offset)
+        if regressed:
+            # Every partition restarted, not only this one: forget them all, or each
+            # partition's first acknowledgement would report the same loss again.
+            self._high = {}
+            for number, partition, offset in acked:
+                self._high[partition] = max(self._high.get(partition, (-1, -1)), (number, offset))
+            self.stats.offset_regressions += 1
+            log.warning("broker offsets went backwards: it lost records; resending")
+            for callback in self.on_broker_lost_data:
+                callback()
 
     async def _send_all(
         self,
@@ -162,37 +258,27 @@ class Publisher:
         records: list[tuple[bytes, bytes | None]],
     ) -> list[Any]:
         """Send a batch pipelined (acks=all); one outcome (metadata or exception) per record."""
+        numbers: list[int] = []
         try:
             async with asyncio.timeout(self.timeout_s):
-                futures = [
-                    await producer.send(self.topic, value, key=key) for value, key in records
-                ]
-                return list(await asyncio.gather(*futures, return_exceptions=True))
+                futures = []
+                for value, key in records:
+                    futures.append(await producer.send(self.topic, value, key=key))
+                    # Numbered once in the producer's buffer (no await in between): the
+                    # order a partition assigns offsets in.
+                    numbers.append(self._sends)
+                    self._sends += 1
+                outcomes = list(await asyncio.gather(*futures, return_exceptions=True))
         except (KafkaError, OSError, TimeoutError) as exc:
             return [exc] * len(records)
-
-    async def _queue(self, events: list[CloudEvent], results: dict[str, dict[str, Any]]) -> None:
-        try:
-            stored = await self.spool.append([(e.id, e.encode()) for e in events])
-        except SpoolFullError as exc:
-            self.stats.refused_spool_full += len(events)
-            raise Unavailable(
-                "event spool is full; nothing of this request was stored",
-                retry_after_s=exc.retry_after_s,
-                queue_depth=exc.depth,
-            ) from exc
-        for event, ok in zip(events, stored, strict=True):
-            if ok:
-                results[event.id].update(status="queued", queue_depth=self.spool.depth)
-                self.stats.queued += 1
-            else:
-                results[event.id]["status"] = "duplicate"
-                self.stats.duplicates += 1
-        for wake in self.on_queued:
-            wake()
+        self._watch(numbers, outcomes)
+        return outcomes
 
     async def drain(self, items: list[SpooledItem]) -> list[int]:
-        """The drainer's send: produce spooled events in order; returns the acked prefix."""
+        """The drainer's send: produce journal rows in order; returns the acked prefix.
+
+        The journal keeps what this returns (as produced, awaiting confirmation).
+        """
         producer = self.broker.producer
         if producer is None or not self.broker.ready:
             raise ConnectionError(f"broker not ready ({self.broker.status})")
@@ -213,7 +299,7 @@ class Publisher:
             self.broker.mark_down(f"produce failed: {outcomes[len(delivered)]!r}")
         self.stats.drained += len(delivered)
         if not delivered:
-            raise ConnectionError(f"broker refused the spooled batch: {outcomes[0]!r}")
+            raise ConnectionError(f"broker refused the journal batch: {outcomes[0]!r}")
         return delivered
 
 

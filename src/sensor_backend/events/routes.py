@@ -68,14 +68,14 @@ async def send_event(request: Request, response: Response, _: Token) -> dict[str
         "sent": statuses.count("sent"),
         "queued": statuses.count("queued"),
         "duplicates": statuses.count("duplicate"),
-        "queue_depth": svc.spool.depth,
+        "queue_depth": svc.journal.backlog,
         "results": results,
     }
 
 
 @router.get("/stats", tags=["events"])
 async def stats(request: Request, _: Token) -> dict[str, Any]:
-    """Produce and consume counters, spool depth, lag, latency percentiles, breaker state."""
+    """Produce and consume counters, journal depth, lag, latency percentiles, breaker state."""
     return await service(request).stats()
 
 

@@ -49,6 +49,12 @@ class EventsSettings(DatabaseSettingsMixin, ServiceSettings):
     # The broker breaker: a broker that comes back should be drained within seconds.
     broker_breaker_failures: int = Field(default=3, ge=1)
     broker_breaker_open_s: float = Field(default=5.0, gt=0)
+    # End-to-end confirmation (DESIGN.md §7): an event produced but not confirmed stored
+    # within this bound is produced again (doubling per resend, capped); the confirmer asks
+    # PostgreSQL about journal rows older than min_age every interval.
+    journal_resend_after_s: float = Field(default=15.0, gt=0)
+    journal_confirm_interval_s: float = Field(default=1.0, gt=0)
+    journal_confirm_min_age_s: float = Field(default=2.0, ge=0)
 
     spool_dir: Path = Field(
         default=Path("var/spool/events"), validation_alias=shared("SPOOL_DIR", PREFIX)

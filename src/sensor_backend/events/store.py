@@ -84,6 +84,19 @@ class EventStore:
 
         return await self.db.run(write, transaction=True)
 
+    async def stored_ids(self, ids: list[str]) -> set[str]:
+        """Which of these event ids are stored (by any consumer of the group): one query."""
+        if not ids:
+            return set()
+
+        async def read(conn: Connection) -> set[str]:
+            rows = await conn.fetch(
+                "SELECT id FROM processed_events WHERE id = ANY($1::text[])", ids
+            )
+            return {r["id"] for r in rows}
+
+        return await self.db.run(read)
+
     async def counters(self) -> dict[str, int]:
         async def read(conn: Connection) -> dict[str, int]:
             return {
