@@ -60,6 +60,25 @@ def test_every_drill_holds_on_a_fresh_system():
         cli("down", "--data-dir", str(data_dir))
 
 
+def test_database_drill_holds_five_times_in_a_row():
+    """Five PostgreSQL outages back to back: each time tests are accepted again within 5 s.
+
+    Recovery must not depend on the outage history (issue 12 saw the gateway's breaker
+    trip 150 times and wait 300 s after repeated outages), and no breaker is reset by hand.
+    """
+    data_dir = system(54000)
+    try:
+        result = cli("drill", "database", "--repeat", "5", "--data-dir", str(data_dir))
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output
+        for round_ in range(1, 6):
+            assert f"drill database #{round_}: held" in output, output
+        assert output.count("✓ tests are accepted again within 5 s of PostgreSQL answering") == 5
+        assert "✗" not in output
+    finally:
+        cli("down", "--data-dir", str(data_dir))
+
+
 def test_a_drill_fails_when_its_resilience_feature_is_off():
     """With the JWT fallback off (AUTH_FALLBACK=false) the auth drill fails and says why.
 
