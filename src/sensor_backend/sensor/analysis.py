@@ -71,6 +71,9 @@ MIN_READINGS = 3
 DRIFT_MIN_READINGS = 10  # a slope from fewer readings says nothing about drift
 SPIKE_EXCLUSION_FRACTION = 0.01  # spike-flagged readings leave the noise estimate up to this
 STEADY_BAND = 0.1  # lag band under this fraction of the tolerance: the reference is steady
+# Rig choice: where the reference moves by dr in one reading, the error may move by this
+# fraction of dr (a gain error, judged by the accuracy test) without being a spike or a step.
+GAIN_ALLOWANCE = 0.02
 STEP_TOLERANCES = 2.0  # a reference step is a jump over this many tolerances in one reading
 POINT_CHECKS = (
     *("gross_range", "spike", "rate_of_change", "flat_line", "gap", "saturation"),
@@ -215,9 +218,9 @@ def _dynamic_checks(
                 exclude=pinned,
             ),
         }
-    abs_d = np.abs(r.d)
+    d, abs_d = dynamics.beyond_gain(r.d, np.diff(r.ref), max(GAIN_ALLOWANCE, spec.tol_rel))
     return {
-        "spike": dynamics.spike(r.err, r.d, r.outside, ss),
+        "spike": dynamics.spike(r.err, d, r.outside, ss),
         "rate_of_change": dynamics.rate_of_change(n, abs_d, dt, r.outside, rs),
         "flat_line": dynamics.flat_line(
             abs_steps,
@@ -227,6 +230,8 @@ def _dynamic_checks(
             tolerance=spec.flat_tolerance,
             suspect_count=spec.flat_line_suspect_count,
             exclude=pinned,
+            resolution=spec.resolution,
+            noisy=(_noise_sigma(r.d, None) or 0.0) > spec.resolution,
         ),
     }
 
@@ -280,11 +285,14 @@ def _response(
         check = qc.not_evaluated("response_time", n, f"{why}; measured t63 (s): {shown}")
         return check, ResponseTime(None, None, measured, why)
     limit = response.SLOW_FACTOR * tau + spec.nominal_period_s
-    slow = [v for v in got if v is None or v > limit]
+    # A step is judged only if the reference dwelt long enough to see the datasheet's t90.
+    judged = [s.t63_s for s in measured if s.dwell_s >= response.JUDGED_DWELL_TAUS * tau]
+    slow = [v for v in judged if v is None or v > limit]
     flag = SUSPECT if slow else PASS
     message = (
         f"t63 of {len(got)} step(s) (s): {shown} against datasheet tau63 {tau:g} s "
-        f"(suspect above {limit:.3g} s)"
+        f"(suspect above {limit:.3g} s; {len(judged)} step(s) with a dwell of "
+        f"{response.JUDGED_DWELL_TAUS:g} tau63 or more judged)"
     )
     check = CheckResult(
         "response_time",

@@ -10,9 +10,12 @@ Flag levels follow issue 13's rule that ``fail`` means the datasheet is violated
 * a spike or a step of e over the spec's spike / rate-of-change thresholds (multiples of the
   noise limit: a rig choice) is SUSPECT; it is FAIL where that reading's |e| is also beyond the
   datasheet tolerance;
-* a flat output run is SUSPECT once it lasts the spec's flat-line count (rig choice); it is
-  FAIL where, during the run, the reference moved by more than the tolerance and the error
-  left it (a stuck output: the datasheet's reading no longer follows the measurand);
+* a flat output run is SUSPECT once it lasts the spec's flat-line count (rig choice), if a
+  healthy sensor could not have produced it: its noise (measured) is above the resolution,
+  or the reference moved by more than two resolution steps since the run began (a DS18B20
+  in a stable bath repeats its 1/16 °C reading for minutes: that is no fault); it is FAIL
+  where, during the run, the reference moved by more than the tolerance and the error left it
+  (a stuck output: the datasheet's reading no longer follows the measurand);
 * attenuated signal (QARTOD): over windows of readings, the reading's span falls short of the
   (lagged) reference's span by more than the tolerance: SUSPECT; by more than twice the
   tolerance, some reading must be outside it: FAIL.
@@ -33,6 +36,14 @@ if TYPE_CHECKING:
     from sensor_backend.sensor.qc import Flags, Floats
 
 MIN_WINDOW = 10
+
+
+def beyond_gain(de: Floats, dref: Floats, allowance: float) -> tuple[Floats, Floats]:
+    """Error steps less what a gain error of ``allowance`` explains: (signed, magnitude)."""
+    if not dref.size or float(np.abs(dref).max()) * allowance == 0.0:
+        return de, np.abs(de)
+    magnitude = np.maximum(np.abs(de) - allowance * np.abs(dref), 0.0)
+    return np.copysign(magnitude, de), magnitude
 
 
 def _promote(flags: Flags, outside: NDArray[np.bool_]) -> Flags:
@@ -64,6 +75,8 @@ def flat_line(
     tolerance: float,
     suspect_count: int,
     exclude: NDArray[np.bool_],
+    resolution: float,
+    noisy: bool,
 ) -> Flags:
     """Runs of flat output: SUSPECT from ``suspect_count``; FAIL where the reference left."""
     n = ref.size
@@ -76,13 +89,14 @@ def flat_line(
         return flags
     starts, ends = qc._run_bounds(same)  # noqa: SLF001 - shared run helper
     ends = ends + 1
-    flags[qc._mark_tails(n, starts, ends, suspect_count)] = SUSPECT  # noqa: SLF001
+    long_run = qc._mark_tails(n, starts, ends, suspect_count)  # noqa: SLF001
     in_run = qc._mark_tails(n, starts, ends, 3)  # noqa: SLF001 - QARTOD: 3 readings minimum
     first = np.zeros(n, dtype=np.intp)
     first[starts] = starts
     first = np.maximum.accumulate(first)
-    moved = np.abs(ref - ref[first]) > tol
-    flags[in_run & moved & outside] = FAIL
+    shift = np.abs(ref - ref[first])
+    flags[long_run if noisy else long_run & (shift > 2 * resolution)] = SUSPECT
+    flags[in_run & (shift > tol) & outside] = FAIL
     return flags
 
 

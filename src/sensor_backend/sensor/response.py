@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 BLOCK_TAUS = 200.0  # exp(200) ~ 7e86: far from float64 overflow, and no loss of precision
 T90_OVER_T63 = math.log(10.0)  # first-order system
 MAX_STEPS = 50  # steps measured one by one (a Python loop): beyond this only the first ones
+JUDGED_DWELL_TAUS = 3.0  # a step is judged after a dwell of this many tau63 (t90 = 2.3 tau)
 SLOW_FACTOR = 1.5  # measured t63 above this x the datasheet tau63 (+ one period): suspect
 
 
@@ -64,6 +65,7 @@ class StepResponse:
     size: float  # reference change, in the spec's unit
     t63_s: float | None  # None: never reached within the dwell that followed
     t90_s: float | None
+    dwell_s: float  # how long the reference stayed at the new level (what could be seen)
 
 
 def find_steps(ref: Floats, threshold: float) -> Indices:
@@ -76,8 +78,10 @@ def step_responses(
 ) -> list[StepResponse]:
     """t63 and t90 of each step: time until the reading has covered 63 / 90 % of the step.
 
-    The level before a step is the mean of up to ``settle`` readings before it; a step is
-    measured until the next step (or the end). Steps closer than 3 readings are skipped.
+    The levels before and after a step are means of up to ``settle`` readings of the sensor
+    and of the reference; a step is measured while the reference stays within 20 % of the
+    step of its new level (until the next step, or the end). Steps closer than 3 readings
+    are skipped.
     """
     out: list[StepResponse] = []
     bounds = [*steps.tolist(), x.size]
@@ -85,15 +89,19 @@ def step_responses(
         end = bounds[k + 1]
         if i < 1 or end - i < 3:  # noqa: PLR2004
             continue
-        before = float(x[max(0, i - settle) : i].mean())
-        size = float(ref[i] - ref[i - 1])
-        target = float(ref[end - 1]) - float(ref[i - 1])
-        if target == 0.0:
+        ref_before = float(ref[max(0, i - settle) : i].mean())
+        size = float(ref[i]) - ref_before
+        left = np.flatnonzero(np.abs(ref[i:end] - ref[i]) > 0.2 * abs(size))
+        if left.size:
+            end = i + int(left[0])
+        if end - i < 3:  # noqa: PLR2004
             continue
-        covered = (x[i:end] - before) / target
+        before = float(x[max(0, i - settle) : i].mean())
+        covered = (x[i:end] - before) / size
         times = []
         for level in (0.63, 0.90):
             hit = np.flatnonzero(covered >= level)
             times.append(float(t[i + hit[0]] - t[i - 1]) if hit.size else None)
-        out.append(StepResponse(int(i), size, times[0], times[1]))
+        dwell = float(t[end - 1] - t[i - 1])
+        out.append(StepResponse(int(i), size, times[0], times[1], dwell))
     return out

@@ -1,0 +1,1 @@
+"""Validation corpus for the sensor analysis (issue 13): realistic rig data, scored."""

@@ -1,0 +1,42 @@
+"""``python -m sensor_backend.validation``: score the analysis on the corpus (see score.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from sensor_backend.sensor.specs import BUILTIN_SPECS
+from sensor_backend.validation.corpus import N
+from sensor_backend.validation.score import run, table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Score the sensor analysis on the corpus")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per faulty cell")
+    parser.add_argument("--healthy-seeds", type=int, default=20, help="seeds per healthy cell")
+    parser.add_argument("--sensor", action="append", help="only this type (repeatable)")
+    parser.add_argument("--n", type=int, default=N, help="readings per series")
+    parser.add_argument("--list", action="store_true", help="list misses and false alarms")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    score = run(
+        args.sensor or sorted(BUILTIN_SPECS), range(args.seeds), range(args.healthy_seeds), args.n
+    )
+    out = [table(score)]
+    if args.list:
+        for label, items in (
+            ("missed", score.missed),
+            ("healthy fail", score.healthy_fail),
+            ("healthy suspect", score.healthy_suspect),
+        ):
+            out += [f"{label}: {item}" for item in items]
+    out.append(f"({time.perf_counter() - started:.1f} s)")
+    sys.stdout.write("\n".join(out) + "\n")
+    r = score.rates()
+    ok = r["missed_at_2x_rate"] == 0 and r["healthy_fail_rate"] == 0
+    return 0 if ok and r["healthy_suspect_rate"] <= 0.02 else 1  # noqa: PLR2004
+
+
+if __name__ == "__main__":
+    sys.exit(main())
