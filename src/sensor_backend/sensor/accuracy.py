@@ -14,6 +14,7 @@ fails; fewer than 99 % is suspect (a rig choice: a few readings out, the rest in
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +31,8 @@ from sensor_backend.sensor.results import (
 from sensor_backend.sensor.uncertainty import COVERAGE_K, error_budget
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
     from sensor_backend.sensor.decision import Decision
     from sensor_backend.sensor.qc import Floats
     from sensor_backend.sensor.specs import SensorSpec
@@ -40,20 +43,48 @@ READINGS_FAIL_FRACTION = 0.95  # fewer readings within tolerance than this: fail
 READINGS_SUSPECT_FRACTION = 0.99  # fewer than this: suspect (rig choice)
 
 
+@dataclass(frozen=True, slots=True)
+class Points:
+    """Means over consecutive blocks of ``m`` readings (the last block may be shorter)."""
+
+    m: int
+    counts: Floats
+    err: Floats
+    ref: Floats
+    x: Floats
+    steady: NDArray[np.bool_]  # the reference did not move beyond the lag allowance
+
+
+def points(err: Floats, ref: Floats, x: Floats, moving: NDArray[np.bool_] | None, m: int) -> Points:
+    n = err.size
+    m = max(1, min(m, n))
+    starts = np.arange(0, n, m)
+    counts = np.diff(np.append(starts, n)).astype(np.float64)
+    steady = (
+        np.ones(starts.size, dtype=bool)
+        if moving is None
+        else ~np.logical_or.reduceat(moving, starts)
+    )
+    return Points(
+        m,
+        counts,
+        np.add.reduceat(err, starts) / counts,
+        np.add.reduceat(ref, starts) / counts,
+        np.add.reduceat(x, starts) / counts,
+        steady,
+    )
+
+
 def assess(
     spec: SensorSpec,
     err: Floats,
-    ref: Floats,
+    pts: Points,
     tol: Floats | float,
     sigma: float | None,
 ) -> tuple[CheckResult, Accuracy, Budget, Decision]:
     n = err.size
-    m = min(POINT_READINGS, n)
-    starts = np.arange(0, n, m)
-    counts = np.diff(np.append(starts, n)).astype(np.float64)
-    e_point = np.add.reduceat(err, starts) / counts
-    ref_point = np.add.reduceat(ref, starts) / counts
-    tol_point = spec.tol_abs + spec.tol_rel * np.abs(ref_point)
+    m, counts, e_point = pts.m, pts.counts, pts.err
+    tol_point = spec.tol_abs + spec.tol_rel * np.abs(pts.ref)
     budget = error_budget(spec, sigma, m)
     fixed = sum(c.standard_uncertainty**2 for c in budget.components if c.kind == "type B")
     u_c = np.sqrt(fixed + (0.0 if sigma is None else sigma**2) / counts)

@@ -120,12 +120,14 @@ def _linfit(
     return slope, math.sqrt(sse / n), stderr
 
 
-def _stats(x: Floats, extremes: tuple[float, float], abs_steps: Floats, tc: Floats) -> Stats:
+def _stats(
+    x: Floats, extremes: tuple[float, float], abs_steps: Floats, centred: tuple[Floats, float]
+) -> Stats:
     n = x.size
     if n == 0:
         return Stats(0, None, None, None, None, None, None)
     smallest = float(np.min(abs_steps, where=abs_steps > 0, initial=math.inf))
-    sxx = float(tc @ tc)
+    tc, sxx = centred
     return Stats(
         count=n,
         min=extremes[0],
@@ -191,6 +193,12 @@ class _Reference:
         self.tol_max = spec.tol_abs + spec.tol_rel * max(abs(rmin), abs(rmax))
         self.outside = np.abs(self.err) > self.tol
         self.d = np.diff(self.err)
+        self.d_ref = np.diff(ref)
+        self.sigma_all = _noise_sigma(self.d, None)
+        moving = None
+        if self.band is not None:
+            moving = (self.band[1] - self.band[0]) > STEADY_BAND * self.tol_min
+        self.points = acc.points(self.err, ref, x, moving, acc.POINT_READINGS)
 
 
 def _dynamic_checks(
@@ -218,7 +226,7 @@ def _dynamic_checks(
                 exclude=pinned,
             ),
         }
-    d, abs_d = dynamics.beyond_gain(r.d, np.diff(r.ref), max(GAIN_ALLOWANCE, spec.tol_rel))
+    d, abs_d = dynamics.beyond_gain(r.d, r.d_ref, max(GAIN_ALLOWANCE, spec.tol_rel))
     return {
         "spike": dynamics.spike(r.err, d, r.outside, ss),
         "rate_of_change": dynamics.rate_of_change(n, abs_d, dt, r.outside, rs),
@@ -231,7 +239,7 @@ def _dynamic_checks(
             suspect_count=spec.flat_line_suspect_count,
             exclude=pinned,
             resolution=spec.resolution,
-            noisy=(_noise_sigma(r.d, None) or 0.0) > spec.resolution,
+            noisy=(r.sigma_all or 0.0) > spec.resolution,
         ),
     }
 
@@ -271,7 +279,7 @@ def _response(
 ) -> tuple[CheckResult, ResponseTime]:
     tau = spec.response_tau_s
     t90 = None if tau is None else tau * response.T90_OVER_T63
-    steps = response.find_steps(r.ref, STEP_TOLERANCES * r.tol_min)
+    steps = np.flatnonzero(np.abs(r.d_ref) > STEP_TOLERANCES * r.tol_min) + 1
     n = x.size
     if steps.size == 0:
         why = f"no reference step over {STEP_TOLERANCES:g}x the tolerance"
@@ -331,6 +339,7 @@ def _judge(
     r: _Reference,
     t: Floats,
     *,
+    centred: tuple[Floats, float],
     mask: NDArray[np.bool_] | None,
     sigma: float | None,
 ) -> _ReferenceFigures:
@@ -338,12 +347,12 @@ def _judge(
     out = _ReferenceFigures()
     n = x.size
     out.checks["accuracy"], out.accuracy, out.budget, out.decision = acc.assess(
-        spec, r.err, r.ref, r.tol, sigma
+        spec, r.err, r.points, r.tol, sigma
     )
     fit = None
     kept = n if mask is None else int(np.count_nonzero(mask))
     if kept >= DRIFT_MIN_READINGS:
-        tcm, sxxm = _centre(t if mask is None else t[mask])
+        tcm, sxxm = centred if mask is None else _centre(t[mask])
         y = r.err if mask is None else r.err[mask]
         fit = _linfit(tcm, sxxm, y, spec.resolution / math.sqrt(12.0))
     if fit is None:
@@ -352,31 +361,30 @@ def _judge(
         out.drift_h, out.drift_se = fit[0] * 3600.0, fit[2] * 3600.0
         out.checks["drift"] = qc.drift(spec, out.drift_h, out.drift_se, max(kept - 2, 1))
     out.checks["response_time"], out.response = _response(spec, x, r, t)
-    steady = (
-        np.ones(n, dtype=bool)
-        if r.band is None
-        else (r.band[1] - r.band[0]) <= STEADY_BAND * r.tol_min
-    )
     out.calibration = calibrate(
-        r.ref,
-        x,
+        r.points,
         r.err,
-        steady=steady,
         tolerance=r.tol_min,
         u_ref=spec.reference_expanded_uncertainty[0] / 2.0,
         period=float(t[-1] - t[0]) / (n - 1) if n > 1 else spec.nominal_period_s,
-        step_threshold=STEP_TOLERANCES * r.tol_min,
+        tau1_adev=r.sigma_all,
     )
     return out
 
 
 def _aggregate(flags: list[Flags], n: int) -> Flags:
-    if n == 0:
-        return np.empty(0, dtype=np.uint8)
-    worst = _RANK[flags[0]]
-    for f in flags[1:]:
-        worst = np.maximum(worst, _RANK[f])
-    return _UNRANK[worst]
+    """Worst flag per reading; only readings some check did not pass are ranked."""
+    worst = np.full(n, PASS, dtype=np.uint8)
+    rank = np.full(n, _RANK[PASS], dtype=np.uint8)
+    for f in flags:
+        idx = np.flatnonzero(f != PASS)
+        if idx.size:
+            r = _RANK[f[idx]]
+            better = r > rank[idx]
+            rank[idx[better]] = r[better]
+    touched = np.flatnonzero(rank != _RANK[PASS])
+    worst[touched] = _UNRANK[rank[touched]]
+    return worst
 
 
 def analyse(
@@ -436,15 +444,22 @@ def analyse(
     if 0 < n_spikes <= SPIKE_EXCLUSION_FRACTION * n:
         keep.append(flags["spike"] < SUSPECT)
     mask = np.logical_and.reduce(keep) if keep else None
-    sigma = _noise_sigma(steps if r is None else r.d, mask)
-    tc = _centre(t)[0] if n else t
+    if r is not None and mask is None:
+        sigma = r.sigma_all
+    else:
+        sigma = _noise_sigma(steps if r is None else r.d, mask)
+    tc, sxx = _centre(t) if n else (t, 0.0)
     smallest_tol = spec.tol_abs if r is None else r.tol_min
     if sigma is None:
         checks["noise"] = qc.not_evaluated("noise", n, f"needs {MIN_READINGS} clean readings")
     else:
         checks["noise"] = qc.noise(spec, sigma, "first_difference", smallest_tol)
 
-    ref_part = _ReferenceFigures() if r is None else _judge(spec, x, r, t, mask=mask, sigma=sigma)
+    ref_part = (
+        _ReferenceFigures()
+        if r is None
+        else _judge(spec, x, r, t, centred=(tc, sxx), mask=mask, sigma=sigma)
+    )
     checks.update(ref_part.checks or _without_reference(n))
     checks = {name: checks[name] for name in CHECK_ORDER}
     verdict, reasons, notes = _verdict(n, checks)
@@ -453,7 +468,7 @@ def analyse(
         verdict=verdict,
         reasons=reasons,
         notes=notes,
-        stats=_stats(x, (vmin, vmax), abs_steps, tc),
+        stats=_stats(x, (vmin, vmax), abs_steps, (tc, sxx)),
         accuracy=ref_part.accuracy,
         noise_rms=sigma,
         noise_method=None if sigma is None else "first_difference",

@@ -12,6 +12,8 @@
 * Allan deviation of the error (overlapping ADEV, IEEE Std 1139 / SENSOR_SPECS.md): its
   minimum is the best averaging time; its slope separates white noise (-1/2) from drift (+1).
 
+Figures come from point means (``accuracy.Points``: blocks of consecutive readings) where the
+reference is steady, so a long series costs little; the Allan deviation uses the readings.
 A figure the data cannot support is ``None`` with the reason in ``why``.
 """
 
@@ -26,11 +28,13 @@ import numpy as np
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+    from sensor_backend.sensor.accuracy import Points
     from sensor_backend.sensor.qc import Floats
 
 MIN_SPAN_TOLERANCES = 2.0  # a gain needs the reference to span this many tolerances
-MIN_VISIT = 5  # readings in a dwell for it to count as a visit of a set point
+MIN_VISIT = 2  # points (of POINT_READINGS readings) in a dwell to count as a visit
 ADEV_MIN_READINGS = 16
+ADEV_MAX_POINTS = 1 << 16  # longer series are block-averaged first (see allan_deviation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +123,7 @@ def _repeatability(ref: Floats, err: Floats, steady: NDArray[np.bool_], width: f
     first = np.flatnonzero(new_visit)
     long = (counts >= MIN_VISIT) & steady[first]
     if not long.any():
-        return _not(f"no dwell of {MIN_VISIT}+ readings at a steady reference")
+        return _not(f"no dwell of {MIN_VISIT}+ points at a steady reference")
     lv, mv = level[first][long], means[long]
     order = np.argsort(lv, kind="stable")
     lv, mv = lv[order], mv[order]
@@ -134,58 +138,72 @@ def _repeatability(ref: Floats, err: Floats, steady: NDArray[np.bool_], width: f
     return Figure(math.sqrt(float(ss.sum()) / float(dof)), at=float(uniq[rep][0] * width))
 
 
-def allan_deviation(err: Floats, period: float) -> tuple[AllanPoint, ...]:
-    """Overlapping Allan deviation of ``err`` at octave averaging times (n >= 16)."""
+def allan_deviation(
+    err: Floats, period: float, tau1_adev: float | None = None
+) -> tuple[AllanPoint, ...]:
+    """Overlapping Allan deviation of ``err`` at octave averaging times (n >= 16).
+
+    Long series are first averaged over blocks of ``k`` readings (a power of two, so that at
+    most ``ADEV_MAX_POINTS`` remain): averaging times from ``k`` periods on are exact, the
+    shorter ones but the first are skipped; the first (one period) is ``tau1_adev`` when given
+    (sqrt(1/2 mean(d^2)) of the first differences d, which the noise estimate already has).
+    """
     n = err.size
     if n < ADEV_MIN_READINGS:
         return ()
-    c = np.concatenate(([0.0], np.cumsum(err - err.mean())))
-    out = []
+    k = 1
+    while n // k > ADEV_MAX_POINTS:
+        k *= 2
+    y = err[: n - n % k].reshape(-1, k).mean(axis=1) if k > 1 else err
+    c = np.concatenate(([0.0], np.cumsum(y - y.mean())))
+    out = [AllanPoint(period, tau1_adev)] if k > 1 and tau1_adev is not None else []
     m = 1
-    while 3 * m <= n:
-        stride = max(1, m // 8)  # overlapping estimates, thinned where they are redundant
-        means = (c[m::stride] - c[:-m:stride]) / m
-        step = m // stride if m % stride == 0 else None
-        d = means[step:] - means[:-step] if step else np.diff(means)
-        out.append(AllanPoint(m * period, math.sqrt(0.5 * float(d @ d) / d.size)))
+    while 3 * m <= y.size:
+        means = (c[m:] - c[:-m]) / m
+        d = means[m:] - means[:-m]
+        out.append(AllanPoint(m * k * period, math.sqrt(0.5 * float(d @ d) / d.size)))
         m *= 2
     return tuple(out)
 
 
+def _direction(ref: Floats, threshold: float) -> NDArray[np.int8]:
+    """+1 / -1: the reference last moved up / down (by more than ``threshold``); 0: never."""
+    d = np.diff(ref)
+    moving = np.abs(d) > threshold
+    if not moving.any():
+        return np.zeros(ref.size, dtype=np.int8)
+    last = np.maximum.accumulate(np.where(np.r_[False, moving], np.arange(ref.size), -1))
+    sign = np.zeros(ref.size, dtype=np.int8)
+    idx = np.flatnonzero(moving)
+    sign[idx + 1] = np.sign(d[idx]).astype(np.int8)
+    return np.where(last >= 0, sign[np.maximum(last, 0)], 0).astype(np.int8)
+
+
 def calibrate(
-    ref: Floats,
-    x: Floats,
+    pts: Points,
     err: Floats,
     *,
-    steady: NDArray[np.bool_],
     tolerance: float,
     u_ref: float,
     period: float,
-    step_threshold: float,
+    tau1_adev: float | None,
 ) -> Calibration:
-    """Every figure from the readings ``x`` against ``ref`` (``err`` = lag-allowed error)."""
-    rs, xs, es = ref[steady], x[steady], err[steady]
+    """Every figure from point means ``pts`` (Allan deviation: from the readings' ``err``)."""
+    steady = pts.steady
+    rs, xs, es = pts.ref[steady], pts.x[steady], pts.err[steady]
     offset, gain, a, g = _fit(rs, xs, u_ref, MIN_SPAN_TOLERANCES * tolerance)
-    width = max(tolerance / 2.0, step_threshold)
+    width = tolerance / 2.0
     if offset.value is None or es.size < 3:  # noqa: PLR2004
         linearity = _not("needs a fitted offset and gain")
     else:
         dev = np.abs(xs - (a + g * rs))
         k = int(np.argmax(dev))
         linearity = Figure(float(dev[k]), at=float(rs[k]))
-    d = np.diff(ref)
-    moving = np.abs(d) > step_threshold
-    direction = np.zeros(ref.size, dtype=np.int8)
-    if moving.any():
-        idx = np.flatnonzero(moving)
-        last = np.maximum.accumulate(np.where(np.r_[False, moving], np.arange(ref.size), -1))
-        sign = np.zeros(ref.size, dtype=np.int8)
-        sign[idx + 1] = np.sign(d[idx]).astype(np.int8)
-        direction = np.where(last >= 0, sign[np.maximum(last, 0)], 0).astype(np.int8)
-    base = int(np.floor(float(ref.min()) / width)) if ref.size else 0
-    hysteresis = _hysteresis(rs, es, direction[steady], width, base) if rs.size else _not("no data")
-    repeatability = _repeatability(ref, err, steady, width)
-    adev = allan_deviation(err, period)
+    direction = _direction(pts.ref, tolerance / 10.0)[steady]
+    base = int(np.floor(float(rs.min()) / width)) if rs.size else 0
+    hysteresis = _hysteresis(rs, es, direction, width, base) if rs.size else _not("no data")
+    repeatability = _repeatability(pts.ref, pts.err, steady, width)
+    adev = allan_deviation(err, period, tau1_adev)
     if adev:
         best = min(adev, key=lambda p: p.adev)
         allan_min = Figure(best.adev, at=best.tau_s)

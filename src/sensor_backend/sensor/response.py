@@ -68,11 +68,6 @@ class StepResponse:
     dwell_s: float  # how long the reference stayed at the new level (what could be seen)
 
 
-def find_steps(ref: Floats, threshold: float) -> Indices:
-    """Indices where the reference jumps by more than ``threshold`` from one reading."""
-    return np.flatnonzero(np.abs(np.diff(ref)) > threshold) + 1
-
-
 def step_responses(
     x: Floats, ref: Floats, t: Floats, steps: Indices, settle: int
 ) -> list[StepResponse]:
