@@ -101,7 +101,7 @@ def test_bad_requests_never_stop_a_second_users_requests(system):
     assert all(400 <= s < 500 or s == 500 for s in statuses), statuses
     assert good == [200, 202] * 10, good
     # The 500s counted against the replica (three in a row eject it: unit-tested in
-    # test_gateway_upstream.py)...
+    # test_replicas.py)...
     assert replica["failures"] >= 30, replica
     assert breaker["state"] == "closed", breaker  # ...but never opened the breaker
     assert breaker["trips"] == 0, breaker

@@ -27,12 +27,12 @@ from sensor_backend.core.event_limits import (
     batch_body_bytes,
     is_permanent_refusal,
 )
+from sensor_backend.core.replicas import UpstreamPool
 from sensor_backend.core.retry import RetryBudget
+from sensor_backend.core.service_client import ServiceClient
 from sensor_backend.core.service_token import ServiceTokenProvider
 from sensor_backend.core.spool import Spool, SpooledItem
 from sensor_backend.gateway.event_queue import EventQueue
-from sensor_backend.gateway.proxy import Upstream
-from sensor_backend.gateway.upstream import UpstreamPool
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -201,7 +201,7 @@ async def test_dead_letters_persist_page_and_count_repeats(tmp_path: Path) -> No
             b'{"id":"a"}',
             422,
             2,
-            2,
+            1,
         )
         first = await reopened.page(limit=1)
         assert [e.key for e in first] == ["b"]
@@ -277,11 +277,13 @@ async def queue(
     store = DeadLetterStore(tmp_path, name="events-dead-letters")
     await spool.open()
     await store.open()
-    upstream = Upstream(
+    upstream = ServiceClient(
         "kafka",
         UpstreamPool("kafka", [service.url]),
         CircuitBreaker("kafka", BreakerConfig(consecutive_failures=50)),
         RetryBudget(),
+        lambda: session,
+        timeout_s=5.0,
     )
     tokens = ServiceTokenProvider(session, [service.url], username="relay", password=PASSWORD)
     # The gateway's own limits are the defaults: larger than this event service's, as after
@@ -359,6 +361,12 @@ async def test_replay_puts_a_dead_letter_back_and_discard_deletes_it(
     await spool_events(queue, docs)
     await drain(queue)
     assert queue.dead_letters.count == 2
+    # Replayed while the service still refuses it: dead again, its record continued.
+    assert (await queue.replay(docs[0]["id"]))["status"] == "queued"
+    await drain(queue)
+    again = await queue.dead_letters.get(docs[0]["id"])
+    assert again is not None
+    assert (again.times_dead, again.attempts) == (2, 2)
     service.refuse = set()
     answer = await queue.replay(docs[0]["id"])
     assert answer["status"] == "queued"

@@ -8,8 +8,11 @@ from sensor_backend.core.app import ServiceContext, create_app
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
 from sensor_backend.core.dead_letter import DeadLetterCollector, DeadLetterStore
 from sensor_backend.core.drainer import Drainer
+from sensor_backend.core.openapi import install_openapi
+from sensor_backend.core.replicas import UpstreamPool
 from sensor_backend.core.retry import RetryBudget
 from sensor_backend.core.security import AuthGuard
+from sensor_backend.core.service_client import ServiceClient
 from sensor_backend.core.service_token import ServiceTokenProvider
 from sensor_backend.core.spool import Spool
 from sensor_backend.core.upstreams import SessionHolder, add_service_probes
@@ -18,10 +21,9 @@ from sensor_backend.gateway.dead_letter_routes import dead_letter_router
 from sensor_backend.gateway.event_queue import EventQueue
 from sensor_backend.gateway.gateway import Gateway
 from sensor_backend.gateway.health import GatewayHealth
-from sensor_backend.gateway.proxy import Proxy, Upstream
-from sensor_backend.gateway.routes import openapi_paths, proxy_routes, router
+from sensor_backend.gateway.routes import EVENT_PATHS, openapi_paths, proxy_routes, router
+from sensor_backend.gateway.service_openapi import service_schemas
 from sensor_backend.gateway.settings import GatewaySettings
-from sensor_backend.gateway.upstream import UpstreamPool
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -29,9 +31,9 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 
-def _upstream(
-    ctx: ServiceContext, settings: GatewaySettings, name: str, urls: list[str]
-) -> Upstream:
+def _service_client(
+    ctx: ServiceContext, http: SessionHolder, settings: GatewaySettings, name: str, urls: list[str]
+) -> ServiceClient:
     breaker = ctx.breakers.add(
         CircuitBreaker(
             name,
@@ -45,12 +47,17 @@ def _upstream(
             ),
         )
     )
-    return Upstream(
-        name, UpstreamPool(name, urls, eject_after=settings.eject_after), breaker, RetryBudget()
+    return ServiceClient(
+        name,
+        UpstreamPool(name, urls, eject_after=settings.eject_after),
+        breaker,
+        RetryBudget(),
+        lambda: http.session,
+        timeout_s=settings.http_total_timeout_s,
     )
 
 
-def _probed(upstream: Upstream) -> Callable[[str, bool], None]:
+def _probed(upstream: ServiceClient) -> Callable[[str, bool], None]:
     """Active health checks: a result also readmits (or withholds) a replica."""
 
     def on_result(url: str, ready: bool) -> None:  # noqa: FBT001 - the probe callback's shape
@@ -65,10 +72,13 @@ def _probed(upstream: Upstream) -> Callable[[str, bool], None]:
 
 def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
-    ctx = ServiceContext(settings, max_body_bytes=settings.max_body_bytes)
+    ctx = ServiceContext(
+        settings, max_body_bytes=settings.max_body_bytes, body_scan_paths=frozenset(EVENT_PATHS)
+    )
     http = SessionHolder(ctx)
     upstreams = {
-        name: _upstream(ctx, settings, name, urls) for name, urls in settings.upstreams().items()
+        name: _service_client(ctx, http, settings, name, urls)
+        for name, urls in settings.upstreams().items()
     }
     for upstream in upstreams.values():
         add_service_probes(ctx, http, upstream.name, upstream.pool.urls, _probed(upstream))
@@ -121,10 +131,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     ctx.on_startup.append(start_queue)
     ctx.on_shutdown.append(stop_queue)
-    proxy = Proxy(lambda: http.session, timeout_s=settings.http_total_timeout_s)
-    gateway = Gateway(
-        settings=settings, ctx=ctx, upstreams=upstreams, proxy=proxy, guard=guard, events=events
-    )
+    gateway = Gateway(settings=settings, ctx=ctx, upstreams=upstreams, guard=guard, events=events)
     aggregated = GatewayHealth(ctx.health, ctx.breakers, settings.upstreams())
     aggregated.extras.append(
         lambda: {
@@ -146,17 +153,9 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.guard = guard
     app.state.http = http
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            from fastapi.openapi.utils import get_openapi  # noqa: PLC0415
+    def add_proxied(schema: dict[str, Any]) -> None:
+        schema["paths"].update(openapi_paths())
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(service_schemas())
 
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            schema["paths"].update(openapi_paths())
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-            }
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    install_openapi(app, extend=add_proxied)
     return app

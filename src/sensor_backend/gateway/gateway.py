@@ -1,4 +1,4 @@
-"""The gateway's shared state: upstream pools and breakers, the proxy, token checks, events."""
+"""The gateway's shared state: a client per service, token checks, the event queue."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
     from sensor_backend.core.app import ServiceContext
     from sensor_backend.core.security import AuthGuard
+    from sensor_backend.core.service_client import ServiceClient
     from sensor_backend.gateway.event_queue import EventQueue
-    from sensor_backend.gateway.proxy import Proxy, Upstream
     from sensor_backend.gateway.settings import GatewaySettings
 
 FALLBACK = [(AUTH_MODE_HEADER.lower().encode(), b"fallback")]
@@ -26,15 +26,13 @@ class Gateway:
         *,
         settings: GatewaySettings,
         ctx: ServiceContext,
-        upstreams: dict[str, Upstream],
-        proxy: Proxy,
+        upstreams: dict[str, ServiceClient],
         guard: AuthGuard,
         events: EventQueue,
     ) -> None:
         self.settings = settings
         self.ctx = ctx
         self.upstreams = upstreams
-        self.proxy = proxy
         self.guard = guard
         self.events = events
 

@@ -1,4 +1,4 @@
-"""Replica selection for one service: least outstanding requests, passive ejection, active return.
+"""A service's replicas: least outstanding requests, passive ejection, active return.
 
 - Selection: power of two choices on outstanding requests (Envoy's LEAST_REQUEST default):
   two random healthy replicas, the one with fewer requests in flight wins. O(1) per pick and

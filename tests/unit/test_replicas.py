@@ -1,4 +1,4 @@
-"""Replica selection, passive ejection and active readmission (gateway/upstream.py)."""
+"""Replica selection, passive ejection, active readmission and panic routing (core/replicas.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from sensor_backend.gateway.upstream import UpstreamPool
+from sensor_backend.core.replicas import UpstreamPool
 
 URLS = ["http://a", "http://b", "http://c"]
 

@@ -1,0 +1,246 @@
+"""One client for every call from one service to another (docs/resilience.md).
+
+`ServiceClient` owns what such a call needs, in one place: the target service's replica
+pool (:mod:`sensor_backend.core.replicas`), its breaker, a retry budget, the retry policy and
+the timeouts. The gateway's proxy, its event forwarder and the sensor service's outbox relay
+all call through it, so replica choice, outcome bookkeeping and retries are the same
+everywhere:
+
+- the breaker is asked first (open: `CircuitOpenError` at once, no socket touched);
+- a replica is picked (least outstanding, panic routing when all are ejected);
+- the outcome is recorded **when the response headers arrive**: connect errors, timeouts and
+  502/503/504 are failures of the service and its replica; a 500 is a failure of the replica
+  only; anything else is a success. What happens after the headers (a slow or vanished
+  client, a long body) says nothing about the upstream's health;
+- a try that failed before any response was handed out is retried on another replica when
+  the call is ``retryable`` (idempotent, or carrying an Idempotency-Key), the retry budget
+  allows and attempts remain, after a full-jitter backoff. A response handed out is never
+  retried. After the last try a 502/503/504 is handed out as it is (the caller decides:
+  the proxy relays the service's own 503 and its Retry-After), and a connect error or
+  timeout raises `UpstreamUnreachableError`;
+- a request body that raises because *our* client left (``data.disconnected`` set, see
+  ``gateway.proxy.ClientBody``) gives the breaker permit back without a verdict and raises
+  `ClientDisconnect`.
+
+Usage::
+
+    async with client.call("POST", "/send-event", data=body, headers=h) as resp:
+        ...  # resp is an aiohttp.ClientResponse; released on exit
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from starlette.requests import ClientDisconnect
+
+from sensor_backend.core.retry import RetryPolicy, backoff_s
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+    from sensor_backend.core.breaker import CircuitBreaker
+    from sensor_backend.core.replicas import Replica, UpstreamPool
+    from sensor_backend.core.retry import RetryBudget
+
+# What a replica answers when it cannot serve anyone right now: counted against the service's
+# breaker and the replica, retried where safe. A 500 is one request's failure: it counts
+# against the replica only (Envoy's consecutive_5xx), whose ejection a passing health check
+# ends. A 4xx is the client's: a success for both.
+CANNOT_SERVE = frozenset({502, 503, 504})
+SERVER_ERROR = 500
+_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+class UpstreamUnreachableError(ConnectionError):
+    """No replica answered: connect errors or timeouts on every try."""
+
+
+class ServiceClient:
+    """Calls to one service: its replicas, breaker, retry budget, policy and timeouts."""
+
+    def __init__(
+        self,
+        name: str,
+        pool: UpstreamPool,
+        breaker: CircuitBreaker,
+        budget: RetryBudget,
+        session: Callable[[], aiohttp.ClientSession],
+        *,
+        timeout_s: float,
+        retry: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = name
+        self.pool = pool
+        self.breaker = breaker
+        self.budget = budget
+        self.session = session
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.retry = retry or RetryPolicy()
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Any = None,  # noqa: ANN401 - whatever aiohttp takes as headers
+        data: Any = None,  # noqa: ANN401 - bytes, an async iterable of bytes, or None
+        retryable: bool = False,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> Exchange:
+        """One logical call (an async context manager yielding the response)."""
+        return Exchange(
+            self,
+            method=method,
+            path=path,
+            headers=headers,
+            data=data,
+            retryable=retryable,
+            timeout=timeout or self.timeout,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {**self.pool.snapshot(), "retry_budget": self.budget.snapshot()}
+
+
+class Exchange:
+    """The tries of one call; holds the replica and response until the caller is done."""
+
+    __slots__ = (
+        "_client",
+        "_data",
+        "_headers",
+        "_method",
+        "_path",
+        "_replica",
+        "_response",
+        "_retryable",
+        "_timeout",
+    )
+
+    def __init__(
+        self,
+        client: ServiceClient,
+        *,
+        method: str,
+        path: str,
+        headers: Any,  # noqa: ANN401
+        data: Any,  # noqa: ANN401
+        retryable: bool,
+        timeout: aiohttp.ClientTimeout,
+    ) -> None:
+        self._client = client
+        self._method = method
+        self._path = path
+        self._headers = headers
+        self._data = data
+        self._retryable = retryable
+        self._timeout = timeout
+        self._replica: Replica | None = None
+        self._response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        client = self._client
+        client.budget.record_call()
+        exclude: Replica | None = None
+        attempt = 0
+        while True:
+            generation = client.breaker.acquire()  # CircuitOpenError when open
+            replica = client.pool.pick(exclude)
+            failure = await self._try(replica, generation)
+            if failure is None:
+                return self._handed_out(replica)
+            if not self._may_retry(attempt):
+                if isinstance(failure, aiohttp.ClientResponse):
+                    return self._handed_out(replica, failure)
+                kind = "timed out" if isinstance(failure, TimeoutError) else "unreachable"
+                raise UpstreamUnreachableError(f"{replica.url} {kind}") from failure
+            if isinstance(failure, aiohttp.ClientResponse):
+                failure.release()
+            exclude = replica
+            await asyncio.sleep(backoff_s(attempt, client.retry, client._rng))  # noqa: SLF001
+            attempt += 1
+
+    async def _try(
+        self, replica: Replica, generation: int
+    ) -> aiohttp.ClientResponse | BaseException | None:
+        """One try; None when its response is kept in ``_response``, else what failed."""
+        client = self._client
+        breaker = client.breaker
+        replica.outstanding += 1
+        replica.requests += 1
+        started = time.perf_counter()
+        try:
+            resp = await client.session().request(
+                self._method,
+                replica.url + self._path,
+                headers=self._headers,
+                data=self._data,
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except _TRANSPORT_ERRORS as exc:
+            replica.outstanding -= 1
+            if getattr(self._data, "disconnected", False):
+                breaker.release(generation)
+                raise ClientDisconnect from exc
+            breaker.record_failure(generation, time.perf_counter() - started)
+            client.pool.failed(replica)
+            return exc
+        except BaseException:
+            replica.outstanding -= 1
+            breaker.release(generation)
+            raise
+        status = resp.status
+        if status in CANNOT_SERVE:
+            breaker.record_failure(generation, time.perf_counter() - started)
+            client.pool.failed(replica)
+            replica.outstanding -= 1
+            return resp
+        breaker.record_success(generation, time.perf_counter() - started)
+        if status == SERVER_ERROR:
+            client.pool.failed(replica)
+        else:
+            client.pool.succeeded(replica)
+        self._response = resp
+        return None
+
+    def _handed_out(
+        self, replica: Replica, response: aiohttp.ClientResponse | None = None
+    ) -> aiohttp.ClientResponse:
+        if response is not None:  # a 502/503/504 after the last try: counted already
+            replica.outstanding += 1
+            self._response = response
+        self._replica = replica
+        assert self._response is not None  # noqa: S101 - set by _try or just above
+        return self._response
+
+    def _may_retry(self, attempt: int) -> bool:
+        client = self._client
+        return (
+            self._retryable
+            and attempt + 1 < client.retry.max_attempts
+            and client.budget.try_withdraw()
+        )
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        replica = self._replica
+        if self._response is not None:
+            self._response.release()
+        if replica is not None:
+            replica.outstanding -= 1
+            if isinstance(exc, aiohttp.ClientError | TimeoutError):
+                # The upstream broke off mid-body: the headers were fine, the replica not.
+                self._client.pool.failed(replica)
