@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from sensor_backend.sensor.decision import Decision
-    from sensor_backend.sensor.qc import Floats
+    from sensor_backend.sensor.qc import Floats, Indices
     from sensor_backend.sensor.specs import SensorSpec
     from sensor_backend.sensor.uncertainty import Budget
 
@@ -55,7 +55,10 @@ class Points:
     steady: NDArray[np.bool_]  # the reference did not move beyond the lag allowance
 
 
-def points(err: Floats, ref: Floats, x: Floats, moving: NDArray[np.bool_] | None, m: int) -> Points:
+def points(
+    err: Floats, ref: Floats, x: Floats | None, moving: NDArray[np.bool_] | None, m: int
+) -> Points:
+    """Point means; ``x`` None means x = ref + err (its means are then theirs summed)."""
     n = err.size
     m = max(1, min(m, n))
     starts = np.arange(0, n, m)
@@ -65,23 +68,20 @@ def points(err: Floats, ref: Floats, x: Floats, moving: NDArray[np.bool_] | None
         if moving is None
         else ~np.logical_or.reduceat(moving, starts)
     )
-    return Points(
-        m,
-        counts,
-        np.add.reduceat(err, starts) / counts,
-        np.add.reduceat(ref, starts) / counts,
-        np.add.reduceat(x, starts) / counts,
-        steady,
-    )
+    e_p = np.add.reduceat(err, starts) / counts
+    r_p = np.add.reduceat(ref, starts) / counts
+    x_p = r_p + e_p if x is None else np.add.reduceat(x, starts) / counts
+    return Points(m, counts, e_p, r_p, x_p, steady)
 
 
 def assess(
     spec: SensorSpec,
     err: Floats,
     pts: Points,
-    tol: Floats | float,
+    beyond: tuple[Floats, float, Indices],
     sigma: float | None,
 ) -> tuple[CheckResult, Accuracy, Budget, Decision]:
+    """``beyond``: |error| per reading, its maximum, and the readings beyond the tolerance."""
     n = err.size
     m, counts, e_point = pts.m, pts.counts, pts.err
     tol_point = spec.tol_abs + spec.tol_rel * np.abs(pts.ref)
@@ -90,9 +90,7 @@ def assess(
     u_c = np.sqrt(fixed + (0.0 if sigma is None else sigma**2) / counts)
     decision = decide(e_point, tol_point, COVERAGE_K * u_c, u_c, spec.decision_rule)
 
-    abs_err = np.abs(err)
-    outside = abs_err > tol
-    fails = np.flatnonzero(outside)
+    abs_err, max_abs, fails = beyond
     frac = 1.0 - fails.size / n
     reading_flag = (
         FAIL
@@ -102,7 +100,7 @@ def assess(
         else PASS
     )
     flag = max(decision.flag, reading_flag)
-    bias, max_abs, rmse = float(err.mean()), float(abs_err.max()), math.sqrt(err @ err / n)
+    bias, rmse = float(err.mean()), math.sqrt(float(abs_err @ abs_err) / n)
     message = (
         f"{decision.describe(spec.unit)}; points of {m} readings: {decision.rejected_points} "
         f"beyond, {decision.conditional_points} conditional of {decision.points}; "

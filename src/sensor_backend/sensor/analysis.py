@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 
     from sensor_backend.sensor.calibration import Calibration
     from sensor_backend.sensor.decision import Decision
-    from sensor_backend.sensor.qc import Flags, Floats
+    from sensor_backend.sensor.qc import Flags, Floats, Indices
     from sensor_backend.sensor.specs import DecisionRule, SensorSpec
     from sensor_backend.sensor.uncertainty import Budget
 
@@ -126,7 +126,7 @@ def _stats(
     n = x.size
     if n == 0:
         return Stats(0, None, None, None, None, None, None)
-    smallest = float(np.min(abs_steps, where=abs_steps > 0, initial=math.inf))
+    smallest = float(np.where(abs_steps > 0, abs_steps, math.inf).min()) if n > 1 else math.inf
     tc, sxx = centred
     return Stats(
         count=n,
@@ -187,18 +187,55 @@ class _Reference:
         else:
             lo, hi = self.band
             self.err = x - np.clip(x, lo, hi)
-        self.tol: Floats | float = spec.tol_abs if spec.tol_rel == 0 else spec.tolerance(ref)
+        self.spec = spec
         rmin, rmax = float(ref.min()), float(ref.max())
+        self.ref_span = rmax - rmin
         self.tol_min = spec.tol_abs + spec.tol_rel * max(0.0, rmin, -rmax)
         self.tol_max = spec.tol_abs + spec.tol_rel * max(abs(rmin), abs(rmax))
-        self.outside = np.abs(self.err) > self.tol
+        self.abs_err = np.abs(self.err)
+        self.max_abs_err = float(self.abs_err.max())
+        if self.max_abs_err <= self.tol_min:  # every reading within: nothing to compare
+            self.outside: Indices = np.empty(0, dtype=np.intp)
+        elif spec.tol_rel == 0:
+            self.outside = np.flatnonzero(self.abs_err > spec.tol_abs)
+        else:
+            self.outside = np.flatnonzero(self.abs_err > spec.tolerance(ref))
         self.d = np.diff(self.err)
-        self.d_ref = np.diff(ref)
         self.sigma_all = _noise_sigma(self.d, None)
         moving = None
         if self.band is not None:
             moving = (self.band[1] - self.band[0]) > STEADY_BAND * self.tol_min
-        self.points = acc.points(self.err, ref, x, moving, acc.POINT_READINGS)
+        # Without a lag band the error is x - ref, so x's point means are ref's plus e's.
+        self.points = acc.points(
+            self.err, ref, x if self.band is not None else None, moving, acc.POINT_READINGS
+        )
+
+    def d_ref(self, idx: Indices) -> Floats:
+        """The reference's step at step indices ``idx`` (step k: reading k to k + 1)."""
+        out: Floats = self.ref[idx + 1] - self.ref[idx]
+        return out
+
+    def steps(self, threshold: float) -> Indices:
+        """Readings where the reference jumped by more than ``threshold`` from the previous.
+
+        Candidates come from the point means (a jump of S moves two neighbouring points by
+        S in total, so some point moves by S / 2 or more); only their readings are examined.
+        """
+        pts = self.points
+        moved = np.flatnonzero(np.abs(np.diff(pts.ref)) > threshold / 2.0)
+        if not moved.size:
+            return np.empty(0, dtype=np.intp)
+        m = pts.m
+        blocks = np.unique(np.concatenate((moved, moved + 1)))
+        idx = (blocks[:, None] * m + np.arange(-1, m)).ravel()
+        idx = idx[(idx >= 0) & (idx < self.ref.size - 1)]
+        idx = np.unique(idx)
+        out: Indices = idx[np.abs(self.d_ref(idx)) > threshold] + 1
+        return out
+
+    def tol_at(self, idx: Indices) -> Floats:
+        """The datasheet tolerance at readings ``idx``."""
+        return self.spec.tol_abs + self.spec.tol_rel * np.abs(self.ref[idx])
 
 
 def _dynamic_checks(
@@ -226,18 +263,20 @@ def _dynamic_checks(
                 exclude=pinned,
             ),
         }
-    d, abs_d = dynamics.beyond_gain(r.d, r.d_ref, max(GAIN_ALLOWANCE, spec.tol_rel))
+    big, signed, per_s = dynamics.error_steps(
+        r.d, r.d_ref, max(GAIN_ALLOWANCE, spec.tol_rel), threshold=ss, dt=dt, rate=rs
+    )
     return {
-        "spike": dynamics.spike(r.err, d, r.outside, ss),
-        "rate_of_change": dynamics.rate_of_change(n, abs_d, dt, r.outside, rs),
+        "spike": dynamics.spike(n, big, signed, r.outside, ss),
+        "rate_of_change": dynamics.rate_of_change(n, big, per_s, r.outside, rs),
         "flat_line": dynamics.flat_line(
             abs_steps,
             r.ref,
-            r.tol,
+            r.tol_at,
             r.outside,
             tolerance=spec.flat_tolerance,
             suspect_count=spec.flat_line_suspect_count,
-            exclude=pinned,
+            exclude=pinned if pinned.any() else None,
             resolution=spec.resolution,
             noisy=(r.sigma_all or 0.0) > spec.resolution,
         ),
@@ -267,6 +306,10 @@ def _attenuated(
     if r is None:
         why = "needs a reference (QARTOD attenuated-signal thresholds are deployment-specific)"
         return qc.not_evaluated("attenuated_signal", n, why), np.full(n, NOT_EVALUATED, np.uint8)
+    if r.ref_span <= r.tol_min:  # the reference never moves a tolerance: nothing to attenuate
+        return qc.point_result("attenuated_signal", np.ones(n, np.uint8), spec, RIG), np.ones(
+            n, np.uint8
+        )
     lo, hi = r.band if r.band is not None else (r.ref, r.ref)
     flags, _ = dynamics.attenuated(x, lo, hi, (r.tol_min, r.tol_max), spec.flat_line_suspect_count)
     failed = bool((flags == FAIL).any())
@@ -279,7 +322,7 @@ def _response(
 ) -> tuple[CheckResult, ResponseTime]:
     tau = spec.response_tau_s
     t90 = None if tau is None else tau * response.T90_OVER_T63
-    steps = np.flatnonzero(np.abs(r.d_ref) > STEP_TOLERANCES * r.tol_min) + 1
+    steps = r.steps(STEP_TOLERANCES * r.tol_min)
     n = x.size
     if steps.size == 0:
         why = f"no reference step over {STEP_TOLERANCES:g}x the tolerance"
@@ -347,7 +390,7 @@ def _judge(
     out = _ReferenceFigures()
     n = x.size
     out.checks["accuracy"], out.accuracy, out.budget, out.decision = acc.assess(
-        spec, r.err, r.points, r.tol, sigma
+        spec, r.err, r.points, (r.abs_err, r.max_abs_err, r.outside), sigma
     )
     fit = None
     kept = n if mask is None else int(np.count_nonzero(mask))

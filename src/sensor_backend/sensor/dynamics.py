@@ -31,73 +31,133 @@ from sensor_backend.sensor import qc
 from sensor_backend.sensor.results import FAIL, NOT_EVALUATED, PASS, SUSPECT
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from numpy.typing import NDArray
 
-    from sensor_backend.sensor.qc import Flags, Floats
+    from sensor_backend.sensor.qc import Flags, Floats, Indices
 
 MIN_WINDOW = 10
+DENSE_FRACTION = 32  # over 1/32 of the readings beyond tolerance: whole-series arrays
 
 
-def beyond_gain(de: Floats, dref: Floats, allowance: float) -> tuple[Floats, Floats]:
-    """Error steps less what a gain error of ``allowance`` explains: (signed, magnitude)."""
-    if not dref.size or float(np.abs(dref).max()) * allowance == 0.0:
-        return de, np.abs(de)
-    magnitude = np.maximum(np.abs(de) - allowance * np.abs(dref), 0.0)
-    return np.copysign(magnitude, de), magnitude
+def error_steps(
+    d: Floats,
+    dref: Callable[[Indices], Floats],
+    allowance: float,
+    *,
+    threshold: float,
+    dt: Floats | float,
+    rate: float,
+) -> tuple[Indices, Floats, Floats]:
+    """Steps of the error that may be flagged: (step index, signed size, rate per second).
+
+    Only steps over ``min(threshold, rate * dt)`` are examined (a healthy series has few), and
+    each loses what a gain error of ``allowance`` explains: the error may move by that fraction
+    of the reference's own step (``dref`` gives it at step indices).
+    """
+    dt_min = dt if isinstance(dt, float) else float(dt.min()) if dt.size else 1.0
+    big = np.flatnonzero(np.abs(d) > min(threshold, rate * dt_min))
+    if not big.size:
+        return big, np.empty(0), np.empty(0)
+    size = np.maximum(np.abs(d[big]) - allowance * np.abs(dref(big)), 0.0)
+    signed = np.copysign(size, d[big])
+    per_s = size / (dt if isinstance(dt, float) else dt[big])
+    return big, signed, per_s
 
 
-def _promote(flags: Flags, outside: NDArray[np.bool_]) -> Flags:
-    """Flagged readings whose error is beyond the tolerance become FAIL."""
-    hit = (flags == SUSPECT) & outside
-    if hit.any():
+def spike(n: int, big: Indices, signed: Floats, outside: Indices, suspect: float) -> Flags:
+    """QARTOD spike (differential) on the error's steps: both neighbours jump, opposite ways."""
+    if n < 3:  # noqa: PLR2004 - needs both neighbours
+        return np.full(n, NOT_EVALUATED, dtype=np.uint8)
+    flags = np.ones(n, dtype=np.uint8)
+    flags[0] = flags[-1] = NOT_EVALUATED
+    over = np.abs(signed) > suspect
+    steps, sizes = big[over], signed[over]
+    pair = np.flatnonzero(np.diff(steps) == 1)  # steps k and k+1 both big: reading k+1
+    opposite = sizes[pair] * sizes[pair + 1] < 0
+    flags[steps[pair[opposite]] + 1] = SUSPECT
+    return _promote(flags, outside)
+
+
+def rate_of_change(n: int, big: Indices, per_s: Floats, outside: Indices, suspect: float) -> Flags:
+    """Error changing faster than ``suspect`` per second: the reading after the step."""
+    if n < 2:  # noqa: PLR2004
+        return np.full(n, NOT_EVALUATED, dtype=np.uint8)
+    flags = np.ones(n, dtype=np.uint8)
+    flags[big[per_s > suspect] + 1] = SUSPECT
+    return _promote(flags, outside)
+
+
+def _promote(flags: Flags, outside: Indices) -> Flags:
+    """Flagged readings whose error is beyond the tolerance (``outside``) become FAIL."""
+    if outside.size:
+        hit = outside[flags[outside] == SUSPECT]
         flags[hit] = FAIL
     return flags
-
-
-def spike(e: Floats, de: Floats, outside: NDArray[np.bool_], suspect: float) -> Flags:
-    flags = qc.spike(e.size, de, np.abs(de), suspect, np.inf)
-    return _promote(flags, outside)
-
-
-def rate_of_change(
-    n: int, abs_de: Floats, dt: Floats | float, outside: NDArray[np.bool_], suspect: float
-) -> Flags:
-    flags = qc.rate_of_change(n, abs_de, dt, suspect, np.inf)
-    return _promote(flags, outside)
 
 
 def flat_line(
     x_abs_steps: Floats,
     ref: Floats,
-    tol: Floats | float,
-    outside: NDArray[np.bool_],
+    tol_at: Callable[[Indices], Floats],
+    outside: Indices,
     *,
     tolerance: float,
     suspect_count: int,
-    exclude: NDArray[np.bool_],
+    exclude: NDArray[np.bool_] | None,
     resolution: float,
     noisy: bool,
 ) -> Flags:
-    """Runs of flat output: SUSPECT from ``suspect_count``; FAIL where the reference left."""
+    """Runs of flat output: SUSPECT from ``suspect_count``; FAIL where the reference left.
+
+    ``outside`` lists the readings beyond the tolerance (``tol_at`` gives it at indices):
+    the work beyond finding the runs is proportional to them and to the long runs.
+    """
     n = ref.size
     if n < 3:  # noqa: PLR2004
         return np.full(n, NOT_EVALUATED, dtype=np.uint8)
     flags = np.ones(n, dtype=np.uint8)
     same = x_abs_steps <= tolerance
-    same &= ~(exclude[1:] | exclude[:-1])
-    if not same.any():
+    if exclude is not None:
+        same &= ~(exclude[1:] | exclude[:-1])
+    starts, ends = qc.run_bounds(same)
+    if starts.size == 0:
         return flags
-    starts, ends = qc._run_bounds(same)  # noqa: SLF001 - shared run helper
-    ends = ends + 1
-    long_run = qc._mark_tails(n, starts, ends, suspect_count)  # noqa: SLF001
-    in_run = qc._mark_tails(n, starts, ends, 3)  # noqa: SLF001 - QARTOD: 3 readings minimum
-    first = np.zeros(n, dtype=np.intp)
-    first[starts] = starts
-    first = np.maximum.accumulate(first)
-    shift = np.abs(ref - ref[first])
-    flags[long_run if noisy else long_run & (shift > 2 * resolution)] = SUSPECT
-    flags[in_run & (shift > tol) & outside] = FAIL
+    ends = ends + 1  # a run of k "same" steps from step s covers readings s .. s+k
+    long = np.flatnonzero(ends - starts >= suspect_count)
+    if long.size:
+        lengths = ends[long] - starts[long] - (suspect_count - 1)
+        first = np.repeat(starts[long], lengths)
+        idx = first + _ramp(lengths) + (suspect_count - 1)
+        if not noisy:
+            idx = idx[np.abs(ref[idx] - ref[first]) > 2 * resolution]
+        flags[idx] = SUSPECT
+    if outside.size:
+        # From the third reading of a run of 3+ (QARTOD's minimum), and still inside it.
+        if outside.size * DENSE_FRACTION > n:  # many: mark runs over the whole series
+            in_run = qc._mark_tails(n, starts, ends, 3)  # noqa: SLF001
+            first = np.zeros(n, dtype=np.intp)
+            first[starts] = starts
+            first = np.maximum.accumulate(first)
+            o = outside[in_run[outside]]
+            run_start = first[o]
+        else:  # few: find each one's run
+            run = np.searchsorted(starts, outside, side="right") - 1
+            ok = run >= 0
+            o, run = outside[ok], run[ok]
+            inside = (o < ends[run]) & (o - starts[run] >= 2)  # noqa: PLR2004
+            o, run_start = o[inside], starts[run[inside]]
+        moved = np.abs(ref[o] - ref[run_start]) > tol_at(o)
+        flags[o[moved]] = FAIL
     return flags
+
+
+def _ramp(lengths: Indices) -> Indices:
+    """0, 1, .., l-1 for each length l, concatenated."""
+    total = int(lengths.sum())
+    offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.arange(total) - offsets
 
 
 def attenuated(
@@ -113,13 +173,16 @@ def attenuated(
     if n < window:
         return np.full(n, NOT_EVALUATED, dtype=np.uint8), window
     starts = np.arange(0, n, window)
-    span_x = np.maximum.reduceat(x, starts) - np.minimum.reduceat(x, starts)
+
+    def span(y: Floats) -> Floats:
+        out: Floats = np.maximum.reduceat(y, starts) - np.minimum.reduceat(y, starts)
+        return out
+
     # The span any sensor within its response time must show: that of the slower copy.
-    span_ref = np.minimum(
-        np.maximum.reduceat(ref_hi, starts) - np.minimum.reduceat(ref_hi, starts),
-        np.maximum.reduceat(ref_lo, starts) - np.minimum.reduceat(ref_lo, starts),
-    )
-    deficit = span_ref - span_x
+    span_ref = span(ref_hi) if ref_lo is ref_hi else np.minimum(span(ref_hi), span(ref_lo))
+    deficit = span_ref - span(x)
+    if float(deficit.max()) <= tol[0]:
+        return np.ones(n, dtype=np.uint8), window
     per_window = np.where(deficit > 2 * tol[1], FAIL, np.where(deficit > tol[0], SUSPECT, PASS))
     counts = np.diff(np.append(starts, n))
     return np.repeat(per_window.astype(np.uint8), counts), window
