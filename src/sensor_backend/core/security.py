@@ -17,6 +17,7 @@ from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
 from sensor_backend.core.errors import Unavailable
 from sensor_backend.core.jwks import JwksCache
 from sensor_backend.core.jwt_verify import JwtVerifier
+from sensor_backend.core.metrics import TokenAuthCollector
 from sensor_backend.core.token_auth import Authenticated, TokenAuthenticator, require_admin
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class AuthGuard:
         ctx.on_startup.append(self.start)
         ctx.on_shutdown.append(self.stop)
         ctx.health.add_extra(self.facts)
+        ctx.metrics.registry.register(TokenAuthCollector(self.facts))
 
     async def start(self) -> None:
         settings = self.ctx.settings

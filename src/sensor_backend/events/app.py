@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from sensor_backend.core.app import ServiceContext, create_app
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
 from sensor_backend.core.journal import Journal
+from sensor_backend.core.metrics import SpoolCollector
 from sensor_backend.core.security import AuthGuard
 from sensor_backend.core.service import attach_database
 from sensor_backend.core.upstreams import SessionHolder
@@ -72,6 +73,7 @@ def build_app(settings: EventsSettings | None = None) -> FastAPI:
         store=store,
     )
     ctx.metrics.registry.register(JournalCollector(events))
+    ctx.metrics.registry.register(SpoolCollector("events_journal", journal.snapshot))
     ctx.on_startup.append(broker.start)
     ctx.on_startup.append(events.start)
     ctx.on_shutdown.append(broker.stop)

@@ -8,6 +8,7 @@ from sensor_backend.core.app import ServiceContext, create_app
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
 from sensor_backend.core.dead_letter import DeadLetterCollector, DeadLetterStore
 from sensor_backend.core.drainer import Drainer
+from sensor_backend.core.metrics import SpoolCollector, templated
 from sensor_backend.core.openapi import install_openapi
 from sensor_backend.core.replicas import UpstreamPool
 from sensor_backend.core.retry import RetryBudget
@@ -141,6 +142,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         }
     )
     ctx.metrics.registry.register(DeadLetterCollector("gateway", dead_letters.snapshot))
+    ctx.metrics.registry.register(SpoolCollector("gateway", events.snapshot))
     aggregated.extras.append(
         lambda: {"upstreams": {n: u.pool.snapshot() for n, u in upstreams.items()}}
     )
@@ -148,7 +150,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(console_router)
     app.include_router(dead_letter_router)
-    app.router.routes.extend(proxy_routes(gateway))
+    app.router.routes.extend(templated(proxy_routes(gateway)))
     app.state.gateway = gateway
     app.state.guard = guard
     app.state.http = http

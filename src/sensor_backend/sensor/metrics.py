@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
 PROCESSING_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
+# 5.0 is the SLO's threshold (deploy/observability/rules/slo.yml): keep it a bucket bound.
+COMPLETION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -34,18 +36,22 @@ class _DepthCollector(Collector):
         """The families without values (the registry calls this at registration)."""
         return self._families()
 
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         queue = GaugeMetricFamily(
             "sensor_queue_depth", "Tests by queue state (last count)", labels=["state"]
         )
         outbox = GaugeMetricFamily(
             "sensor_outbox_depth", "Outbox events by status (last count)", labels=["status"]
         )
-        return queue, outbox
+        oldest = GaugeMetricFamily(
+            "sensor_queue_oldest_age_seconds",
+            "Age of the oldest queued (not yet claimed) test at the last count (0 when none)",
+        )
+        return queue, outbox, oldest
 
     def collect(self) -> Iterable[Metric]:
         doc = self._depths()
-        queue, outbox = self._families()
+        queue, outbox, oldest = self._families()
         for state in ("queued", "running"):
             if isinstance(doc.get(state), int):
                 queue.add_metric([state], float(doc[state]))
@@ -53,8 +59,12 @@ class _DepthCollector(Collector):
             value = doc.get(f"outbox_{status}")
             if isinstance(value, int):
                 outbox.add_metric([status], float(value))
+        if isinstance(doc.get("queued"), int):
+            age = doc.get("oldest_queued_s")
+            oldest.add_metric([], float(age) if isinstance(age, int | float) else 0.0)
         yield queue
         yield outbox
+        yield oldest
 
 
 class SensorMetrics:
@@ -84,6 +94,12 @@ class SensorMetrics:
             "sensor_test_queue_wait_seconds",
             "Time from submission to the claim that completed the test",
             buckets=WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.completion = Histogram(
+            "sensor_test_completion_seconds",
+            "Time from acceptance (the 202) to the stored verdict: the test-latency SLO's SLI",
+            buckets=COMPLETION_BUCKETS,
             registry=registry,
         )
         self.delivered = Counter(

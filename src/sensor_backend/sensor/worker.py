@@ -222,8 +222,10 @@ class WorkerPool:
         elif outcome is not None:
             self.counts["completed"] += 1
             self.metrics.verdicts.labels(outcome.verdict).inc()
-            waited = time.time() - job.created_at.timestamp() - outcome.processing_ms / 1000
+            since_accepted = max(time.time() - job.created_at.timestamp(), 0.0)
+            waited = since_accepted - outcome.processing_ms / 1000
             self.metrics.queue_wait.observe(max(waited, 0.0))
+            self.metrics.completion.observe(since_accepted)
         self.on_finished()
 
     async def _heartbeat(self, job: Job, deadline: list[float]) -> None:
