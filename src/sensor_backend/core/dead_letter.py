@@ -79,6 +79,8 @@ class NewDeadLetter:
     reason: str
     attempts: int
     first_seen_at: float
+    # A replayed event refused again: how often it was dead before (its history).
+    times_dead_before: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +194,14 @@ class DeadLetterStore:
         """One entry with its payload, or None."""
         return await self._run(functools.partial(self._get_sync, key))
 
-    async def remove(self, key: str) -> bool:
-        """Delete one entry (after a replay or a discard); False if there was none."""
-        return await self._run(functools.partial(self._remove_sync, key))
+    async def remove(self, key: str, *, times_dead: int | None = None) -> bool:
+        """Delete one entry (after a replay or a discard); False if there was none.
+
+        With ``times_dead``, only if the entry was not dead-lettered again meanwhile: a
+        replayed event can be sent, refused and recorded again before its replay removes
+        the old record, and that new record must stay.
+        """
+        return await self._run(functools.partial(self._remove_sync, key, times_dead))
 
     # -- cheap state (no I/O) ----------------------------------------------------------
 
@@ -290,10 +297,10 @@ class DeadLetterStore:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "INSERT INTO dead_letter (key, payload, size, origin, status, reason, attempts,"
-                " first_seen_at, dead_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " first_seen_at, dead_at, times_dead) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET payload = excluded.payload,"
                 " size = excluded.size, origin = excluded.origin, status = excluded.status,"
-                " reason = excluded.reason, attempts = attempts + excluded.attempts,"
+                " reason = excluded.reason, attempts = MAX(attempts, excluded.attempts),"
                 " dead_at = excluded.dead_at, times_dead = times_dead + 1",
                 [
                     (
@@ -306,6 +313,7 @@ class DeadLetterStore:
                         e.attempts,
                         e.first_seen_at,
                         now,
+                        e.times_dead_before + 1,
                     )
                     for e in entries
                 ],
@@ -346,11 +354,14 @@ class DeadLetterStore:
             bytes(payload),
         )
 
-    def _remove_sync(self, key: str) -> bool:
+    def _remove_sync(self, key: str, times_dead: int | None) -> bool:
         conn = self._require_conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            removed = conn.execute("DELETE FROM dead_letter WHERE key = ?", (key,)).rowcount
+            removed = conn.execute(
+                "DELETE FROM dead_letter WHERE key = ? AND (? IS NULL OR times_dead = ?)",
+                (key, times_dead, times_dead),
+            ).rowcount
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)

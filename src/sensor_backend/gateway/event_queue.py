@@ -32,6 +32,7 @@ The event id dedups any resend at the event service.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -51,12 +52,12 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope
 
     from sensor_backend.core.cloudevents import CloudEvent
-    from sensor_backend.core.dead_letter import DeadLetterStore
+    from sensor_backend.core.dead_letter import DeadLetter, DeadLetterStore
     from sensor_backend.core.event_limits import EventLimits
+    from sensor_backend.core.replicas import Replica
+    from sensor_backend.core.service_client import ServiceClient
     from sensor_backend.core.service_token import ServiceTokenProvider
     from sensor_backend.core.spool import Spool, SpooledItem
-    from sensor_backend.gateway.proxy import Upstream
-    from sensor_backend.gateway.upstream import Replica
 
 log = get_logger("gateway.events")
 ORIGIN = "gateway-spool"
@@ -70,7 +71,7 @@ class EventQueue:
     def __init__(
         self,
         spool: Spool,
-        upstream: Upstream,
+        upstream: ServiceClient,
         session: Callable[[], aiohttp.ClientSession],
         token: ServiceTokenProvider,
         *,
@@ -90,6 +91,10 @@ class EventQueue:
         self.dead_lettered = 0
         self.splits = 0
         self.refused_too_large = 0
+        # Replayed dead letters until they are delivered or dead again, so a second refusal
+        # continues their record (times dead, attempts). In memory: after a restart a
+        # replayed event refused again starts a new record, which loses no event.
+        self._replayed: dict[str, DeadLetter] = {}
         self.wake: Callable[[], None] = lambda: None
 
     async def parse(self, raw: bytes) -> tuple[list[CloudEvent], list[bytes], bool]:
@@ -154,6 +159,9 @@ class EventQueue:
         if status < 300:  # noqa: PLR2004 - 2xx: the event service has them
             done.extend(item.seq for item in items)
             self.forwarded += len(items)
+            if self._replayed:
+                for item in items:
+                    self._replayed.pop(item.key, None)
             return
         if not is_permanent_refusal(status):
             raise ConnectionError(f"event service answered {status}: {detail[:200]}")
@@ -169,6 +177,7 @@ class EventQueue:
         done.append(items[0].seq)
 
     async def _dead_letter(self, item: SpooledItem, status: int, detail: str) -> None:
+        before = self._replayed.pop(item.key, None)
         # Recorded (fsynced) before the caller acks it in the spool: never in neither.
         await self.dead_letters.add(
             [
@@ -178,8 +187,9 @@ class EventQueue:
                     origin=ORIGIN,
                     status=status,
                     reason=f"refused by the event service: {status} {detail}",
-                    attempts=item.attempts + 1,
-                    first_seen_at=item.created_at,
+                    attempts=item.attempts + 1 + (before.attempts if before else 0),
+                    first_seen_at=before.first_seen_at if before else item.created_at,
+                    times_dead_before=before.times_dead if before else 0,
                 )
             ]
         )
@@ -238,17 +248,21 @@ class EventQueue:
         entry = await self.dead_letters.get(event_id)
         if entry is None or entry.payload is None:
             raise NotFound(f"no dead-lettered event {event_id}")
+        # Known as replayed before the drainer can see it, so a refusal continues its record.
+        self._replayed[entry.key] = dataclasses.replace(entry, payload=None)
         try:
             (stored,) = await self.spool.append([(entry.key, entry.payload)])
         except SpoolFullError as exc:
+            self._replayed.pop(entry.key, None)
             raise Unavailable(
                 "the gateway's event spool is full; replay later",
                 retry_after_s=exc.retry_after_s,
                 service="kafka",
             ) from exc
         # Spooled (fsynced) first, removed second: a crash in between leaves it in both,
-        # and the event service dedups the id if both ever send it.
-        await self.dead_letters.remove(entry.key)
+        # and the event service dedups the id if both ever send it. Only this record is
+        # removed: if the drainer already sent and dead-lettered it again, that one stays.
+        await self.dead_letters.remove(entry.key, times_dead=entry.times_dead)
         self.dead_letters.replayed += 1
         self.wake()
         log.info("dead letter replayed", event_id=entry.key, already_spooled=not stored)
