@@ -187,12 +187,12 @@ async def test_concurrent_appends_share_a_commit(
     transactions = 0
     real = Spool._insert_sync
 
-    def counting(*args: object) -> list[int]:
+    def counting(self: Spool, *args: object) -> list[int]:
         nonlocal transactions
         transactions += 1
-        return real(*args)  # type: ignore[arg-type]
+        return real(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Spool, "_insert_sync", staticmethod(counting))
+    monkeypatch.setattr(Spool, "_insert_sync", counting)
     results = await asyncio.gather(*(journal.append(_items([i])) for i in range(200)))
     assert results == [[True]] * 200
     assert transactions < 20

@@ -37,9 +37,9 @@ import functools
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from sensor_backend.core.spool import Spool, SpooledItem, _chunks, _placeholders
+from sensor_backend.core.spool import Spool, SpooledItem, _chunks, _placeholders, _rollback
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -56,17 +56,24 @@ _log = logging.getLogger(__name__)
 _MAX_BACKOFF_EXPONENT = 16
 
 
-class RowState(enum.Enum):
-    PENDING = "pending"
-    INFLIGHT = "inflight"
-    PRODUCED = "produced"
+class RowState(enum.IntEnum):
+    PENDING = 0
+    INFLIGHT = 1
+    PRODUCED = 2
+
+
+# Rows hold these plain ints and the counts are a list indexed by them: an Enum member's
+# hash runs Python code, too slow for per-event bookkeeping on the hot path.
+_PENDING: Final = 0
+_INFLIGHT: Final = 1
+_PRODUCED: Final = 2
 
 
 @dataclass(slots=True)
 class _Row:
     key: str
     created_at: float  # wall clock, from the file
-    state: RowState
+    state: int  # a RowState value
     sent_at: float = 0.0  # monotonic, when it was last acknowledged by the broker
     resends: int = 0  # times it was made PENDING again after it had been produced
 
@@ -101,7 +108,7 @@ class Journal(Spool):
         # Seqs that may be PENDING, ascending; entries whose row moved on are skipped and
         # compacted lazily (a drain removes a prefix, which is cheap).
         self._pending: list[int] = []
-        self._counts = dict.fromkeys(RowState, 0)
+        self._counts = [0, 0, 0]  # per RowState
         self._epoch = 0
         self._peek_epoch = 0
         self._to_delete: list[int] = []
@@ -118,11 +125,10 @@ class Journal(Spool):
         """Open the file and load every row as PENDING: after a restart all are resent."""
         await super().open()
         rows = await self._run(self._load_sync)
-        self._rows = {seq: _Row(key, created_at, RowState.PENDING) for seq, key, created_at in rows}
+        self._rows = {seq: _Row(key, created_at, _PENDING) for seq, key, created_at in rows}
         self._seq_of = {row.key: seq for seq, row in self._rows.items()}
         self._pending = list(self._rows)
-        self._counts = dict.fromkeys(RowState, 0)
-        self._counts[RowState.PENDING] = len(self._rows)
+        self._counts = [len(self._rows), 0, 0]
         self.recovered_at_open = len(self._rows)
 
     async def close(self) -> None:
@@ -152,19 +158,19 @@ class Journal(Spool):
             batch.append((key, bytes(payload)))
         if not batch:
             return []
-        return await self._enqueue_append(batch, RowState.INFLIGHT if claim else None)
+        return await self._enqueue_append(batch, _INFLIGHT if claim else _PENDING)
 
     def _after_append(self, group: list[_PendingAppend]) -> None:
         for item in group:
             if item.error is not None or item.stored is None:
                 continue
-            state = RowState.INFLIGHT if item.tag is RowState.INFLIGHT else RowState.PENDING
+            state = _INFLIGHT if item.tag == _INFLIGHT else _PENDING
             keys = (key for (key, _), stored in zip(item.batch, item.stored, strict=True) if stored)
             for seq, key in zip(item.seqs, keys, strict=True):
                 self._rows[seq] = _Row(key, item.created_at, state)
                 self._seq_of[key] = seq
                 self._counts[state] += 1
-                if state is RowState.PENDING:
+                if state == _PENDING:
                     self._pending.append(seq)  # the newest seq: the list stays sorted
 
     @property
@@ -182,10 +188,10 @@ class Journal(Spool):
         produced = 0
         for key in keys:
             row = self._row(key)
-            if row is None or row.state is not RowState.INFLIGHT:
+            if row is None or row.state != _INFLIGHT:
                 continue
             if epoch == self._epoch:
-                self._move(row, RowState.PRODUCED)
+                self._move(row, _PRODUCED)
                 row.sent_at = now
                 produced += 1
             else:
@@ -197,7 +203,7 @@ class Journal(Spool):
         released = 0
         for key in keys:
             row = self._row(key)
-            if row is not None and row.state is RowState.INFLIGHT:
+            if row is not None and row.state == _INFLIGHT:
                 self._make_pending(self._seq_of[key], row)
                 released += 1
         return released
@@ -232,9 +238,9 @@ class Journal(Spool):
         done = 0
         for seq in seqs:
             row = self._rows.get(seq)
-            if row is None or row.state is not RowState.PENDING or not same_broker:
+            if row is None or row.state != _PENDING or not same_broker:
                 continue
-            self._move(row, RowState.PRODUCED)
+            self._move(row, _PRODUCED)
             row.sent_at = now
             done += 1
             if row.resends:
@@ -276,9 +282,7 @@ class Journal(Spool):
         cutoff = self._clock.monotonic() - min_age_s
         keys: list[str] = []
         for row in self._rows.values():
-            if row.state is RowState.PENDING or (
-                row.state is RowState.PRODUCED and row.sent_at <= cutoff
-            ):
+            if row.state == _PENDING or (row.state == _PRODUCED and row.sent_at <= cutoff):
                 keys.append(row.key)
                 if len(keys) >= limit:
                     break
@@ -290,8 +294,8 @@ class Journal(Spool):
         self.resend_rounds += 1
         moved = 0
         for row in self._rows.values():
-            if row.state is RowState.PRODUCED:
-                self._move(row, RowState.PENDING)
+            if row.state == _PRODUCED:
+                self._move(row, _PENDING)
                 row.resends += 1
                 moved += 1
         self.requeued += moved
@@ -303,8 +307,8 @@ class Journal(Spool):
         now = self._clock.monotonic()
         moved = 0
         for row in self._rows.values():
-            if row.state is RowState.PRODUCED and now - row.sent_at >= self._bound_s(row):
-                self._move(row, RowState.PENDING)
+            if row.state == _PRODUCED and now - row.sent_at >= self._bound_s(row):
+                self._move(row, _PENDING)
                 row.resends += 1
                 moved += 1
         if moved:
@@ -316,7 +320,7 @@ class Journal(Spool):
 
     def state_of(self, key: str) -> RowState | None:
         row = self._row(key)
-        return None if row is None else row.state
+        return None if row is None else RowState(row.state)
 
     @property
     def unconfirmed(self) -> int:
@@ -326,7 +330,7 @@ class Journal(Spool):
     @property
     def backlog(self) -> int:
         """Rows waiting to be produced (new events queue behind them, keeping order)."""
-        return self._counts[RowState.PENDING]
+        return self._counts[_PENDING]
 
     def count(self, state: RowState) -> int:
         return self._counts[state]
@@ -342,9 +346,9 @@ class Journal(Spool):
         return {
             **super().snapshot(),
             "unconfirmed": len(self._rows),
-            "backlog": self._counts[RowState.PENDING],
-            "inflight": self._counts[RowState.INFLIGHT],
-            "awaiting_confirmation": self._counts[RowState.PRODUCED],
+            "backlog": self._counts[_PENDING],
+            "inflight": self._counts[_INFLIGHT],
+            "awaiting_confirmation": self._counts[_PRODUCED],
             "oldest_unconfirmed_age_s": self.oldest_unconfirmed_age_s(),
             "confirmed": self.confirmed,
             "requeued": self.requeued,
@@ -361,13 +365,13 @@ class Journal(Spool):
         seq = self._seq_of.get(key)
         return None if seq is None else self._rows.get(seq)
 
-    def _move(self, row: _Row, state: RowState) -> None:
+    def _move(self, row: _Row, state: int) -> None:
         self._counts[row.state] -= 1
         self._counts[state] += 1
         row.state = state
 
     def _make_pending(self, seq: int, row: _Row) -> None:
-        self._move(row, RowState.PENDING)
+        self._move(row, _PENDING)
         bisect.insort(self._pending, seq)
 
     def _bound_s(self, row: _Row) -> float:
@@ -376,7 +380,7 @@ class Journal(Spool):
 
     def _is_pending(self, seq: int) -> bool:
         row = self._rows.get(seq)
-        return row is not None and row.state is RowState.PENDING
+        return row is not None and row.state == _PENDING
 
     def _first_pending(self, limit: int) -> list[int]:
         self._compact_pending()
@@ -397,11 +401,11 @@ class Journal(Spool):
             stale += 1
         if stale:
             del self._pending[:stale]
-        if len(self._pending) > 2 * self._counts[RowState.PENDING] + 1024:
+        if len(self._pending) > 2 * self._counts[_PENDING] + 1024:
             self._rebuild_pending()
 
     def _rebuild_pending(self) -> None:
-        self._pending = [seq for seq, row in self._rows.items() if row.state is RowState.PENDING]
+        self._pending = [seq for seq, row in self._rows.items() if row.state == _PENDING]
 
     def _flush_deletes(self) -> None:
         executor = self._executor
@@ -444,10 +448,29 @@ class Journal(Spool):
         return items
 
     def _delete_sync(self, seqs: list[int]) -> None:
+        """Delete confirmed rows: a few statements whatever their number (see _insert_sync)."""
         conn = self._require_conn()
+        removed = freed = 0
         # No fsync for a deletion: losing it in a power cut costs one harmless resend.
         conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            self._ack_sync(seqs)
+            conn.execute("BEGIN IMMEDIATE")
+            for chunk in _chunks(seqs):
+                where = f"WHERE seq IN ({_placeholders(len(chunk))})"
+                count, size = conn.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool {where}",  # noqa: S608 (only "?" placeholders are formatted in)
+                    chunk,
+                ).fetchone()
+                conn.execute(f"DELETE FROM spool {where}", chunk)  # noqa: S608 (as above)
+                removed += count
+                freed += size
+            oldest = conn.execute("SELECT created_at FROM spool ORDER BY seq LIMIT 1").fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
         finally:
             conn.execute("PRAGMA synchronous=FULL")
+        self._count -= removed
+        self._bytes -= freed
+        self._oldest_created_at = None if oldest is None else float(oldest[0])

@@ -152,9 +152,9 @@ def _check_seconds(name: str, value: float, *, positive: bool = False) -> None:
         raise ValueError(f"{name} must be a finite number {relation}, got {value!r}")
 
 
-def _chunks(values: Sequence[T]) -> Iterable[Sequence[T]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
+def _chunks(values: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _placeholders(n: int) -> str:
@@ -224,6 +224,7 @@ class Spool:
         self._count = 0
         self._bytes = 0
         self._oldest_created_at: float | None = None
+        self._last_seq = 0  # worker thread only
 
     def __repr__(self) -> str:
         return f"Spool({str(self.file)!r}, depth={self._count}, bytes={self._bytes})"
@@ -481,6 +482,13 @@ class Spool:
         conn.execute("COMMIT")
         count, total = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool").fetchone()
         oldest = conn.execute("SELECT created_at FROM spool ORDER BY seq LIMIT 1").fetchone()
+        # The highest seq ever used (AUTOINCREMENT remembers it after deletions): appends
+        # number their rows from here, so seqs are never reused.
+        (last,) = conn.execute(
+            "SELECT MAX(n) FROM (SELECT MAX(seq) AS n FROM spool"
+            " UNION ALL SELECT seq FROM sqlite_sequence WHERE name = 'spool')"
+        ).fetchone()
+        self._last_seq = int(last or 0)
         return int(count), int(total), None if oldest is None else float(oldest[0])
 
     def _close_sync(self) -> None:
@@ -582,30 +590,35 @@ class Spool:
         if self._oldest_created_at is None:
             self._oldest_created_at = now
 
-    @staticmethod
     def _insert_sync(
-        conn: sqlite3.Connection, rows: list[tuple[str, bytes]], now: float
+        self, conn: sqlite3.Connection, rows: list[tuple[str, bytes]], now: float
     ) -> list[int]:
-        """Insert in one transaction (rolled back on any error); the new rows' seqs."""
+        """Insert in one transaction (rolled back on any error); the new rows' seqs.
+
+        Few statements on purpose: each SQLite call releases the GIL and must take it back
+        from a busy event loop, which costs up to the interpreter's switch interval. So the
+        rows go in as multi-row INSERTs with the seqs given (the next after the highest
+        ever used, as AUTOINCREMENT would pick them), not one statement per row.
+        """
+        first = self._last_seq + 1
+        values = [
+            (first + index, key, payload, len(payload), now)
+            for index, (key, payload) in enumerate(rows)
+        ]
         try:
             conn.execute("BEGIN IMMEDIATE")
-            (before,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM spool").fetchone()
-            conn.executemany(
-                "INSERT INTO spool (key, payload, size, created_at) VALUES (?, ?, ?, ?)",
-                [(key, payload, len(payload), now) for key, payload in rows],
-            )
-            # AUTOINCREMENT gives new rows seqs above every existing one, in insert order.
-            seqs = [
-                seq
-                for (seq,) in conn.execute(
-                    "SELECT seq FROM spool WHERE seq > ? ORDER BY seq", (before,)
+            for chunk in _chunks(values, _CHUNK // 5):
+                conn.execute(
+                    "INSERT INTO spool (seq, key, payload, size, created_at) VALUES "  # noqa: S608 (only "?" placeholders are formatted in)
+                    + ",".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
+                    [field for row in chunk for field in row],
                 )
-            ]
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
             raise
-        return seqs
+        self._last_seq = first + len(rows) - 1
+        return list(range(first, first + len(rows)))
 
     def _peek_sync(self, limit: int) -> list[SpooledItem]:
         rows = self._require_conn().execute(

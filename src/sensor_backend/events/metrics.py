@@ -30,7 +30,7 @@ class JournalCollector(Collector):
             labels=["state"],
         )
         for state in RowState:
-            rows.add_metric([state.value], float(journal.count(state)))
+            rows.add_metric([state.name.lower()], float(journal.count(state)))
         yield rows
         yield GaugeMetricFamily(
             "events_journal_depth",
