@@ -69,7 +69,7 @@ CASES = [
         {400, 415, 422},
     ),
     ("POST", "/test/sensor/temperature", {"content": b"\xff\xfe\x00garbage"}, {400, 422}),
-    ("POST", "/test/sensor/..%2F..%2Fetc%2Fpasswd", {"content": "{}"}, {404}),
+    ("POST", "/test/sensor/..%2F..%2Fetc%2Fpasswd", {"content": "{}"}, {404, 422}),
     ("GET", "/test/..%2F..%2Fetc%2Fpasswd", {}, {404, 422}),
     ("GET", "/test/1%27%20OR%20%271%27%3D%271", {}, {404, 422}),
     ("GET", "/sensor-types/%27%3B%20DROP%20TABLE%20tests%3B--", {}, {404, 422}),
@@ -81,7 +81,9 @@ CASES = [
         {422},
     ),
     ("POST", "/events", {"content": json.dumps(event(subject="ü" * 600))}, {422}),
-    ("POST", "/events", {"content": json.dumps(event(data={"k": "\u0000\ud7ff" * 10}))}, {201}),
+    # NUL in any JSON string, opaque data included: the consumer stores fields of `data`
+    # (sensor_type, verdict) in PostgreSQL text, which cannot hold it.
+    ("POST", "/events", {"content": json.dumps(event(data={"k": "\u0000\ud7ff" * 10}))}, {422}),
     (
         "POST",
         "/register",

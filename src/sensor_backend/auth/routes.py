@@ -7,13 +7,15 @@ import json
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from sensor_backend.auth.service import AuthService
 from sensor_backend.core.errors import BadRequest, Unauthorized, Unavailable
 from sensor_backend.core.jwt_verify import Claims, TokenError, bearer_token
+from sensor_backend.core.openapi import error_responses
+from sensor_backend.core.security import Authorization
 
 router = APIRouter()
 
@@ -30,6 +32,9 @@ class RegisterRequest(BaseModel):
 
 
 class LoginRequest(BaseModel):
+    # Unknown fields are refused (the schema says additionalProperties: false), so a
+    # misspelt field is an answer naming it, not a mysterious 401.
+    model_config = {"extra": "forbid"}
     username: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
@@ -69,7 +74,6 @@ def service(request: Request) -> AuthService:
 
 
 Service = Annotated[AuthService, Depends(service)]
-AuthorizationHeader = Annotated[str | None, Header(alias="Authorization")]
 
 
 def _trusted(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
@@ -109,29 +113,40 @@ def _bearer(authorization: str | None) -> str:
         raise Unauthorized(str(exc), token_error=authorization is not None) from exc
 
 
-@router.post("/register", status_code=201, response_model=UserOut, tags=["auth"])
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=UserOut,
+    tags=["auth"],
+    responses=error_responses(409, 503),
+)
 async def register(body: RegisterRequest, svc: Service) -> dict[str, object]:
     """Create a user with the `user` role; 409 when the username is taken."""
     user = await svc.register(body.username, body.password)
     return user.public()
 
 
+_LOGIN_SCHEMA = LoginRequest.model_json_schema()
+# OAuth2 form fields a standard client may send besides the credentials (RFC 6749 §4.3.2
+# scope, §2.3.1 client credentials): accepted and ignored, this server has no scopes or
+# registered clients.
+_OAUTH_FORM_FIELDS = ("scope", "client_id", "client_secret")
+# The form carries the same fields (one schema, so both say what validation accepts).
 _TOKEN_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "application/x-www-form-urlencoded": {
                 "schema": {
-                    "type": "object",
-                    "required": ["username", "password"],
+                    **_LOGIN_SCHEMA,
                     "properties": {
                         "grant_type": {"type": "string", "enum": ["password"]},
-                        "username": {"type": "string", "maxLength": 256},
-                        "password": {"type": "string", "maxLength": 4096},
+                        **{name: {"type": "string"} for name in _OAUTH_FORM_FIELDS},
+                        **_LOGIN_SCHEMA["properties"],
                     },
                 }
             },
-            "application/json": {"schema": LoginRequest.model_json_schema()},
+            "application/json": {"schema": _LOGIN_SCHEMA},
         },
     }
 }
@@ -156,7 +171,9 @@ async def _login_request(request: Request) -> LoginRequest:
         elif content_type in {"application/x-www-form-urlencoded", ""}:
             form = parse_qs(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
             data = {key: values[0] for key, values in form.items()}
-            grant = data.get("grant_type")
+            grant = data.pop("grant_type", None)
+            for name in _OAUTH_FORM_FIELDS:
+                data.pop(name, None)
             if grant not in {None, "password"}:
                 raise BadRequest(
                     "grant_type must be 'password'", error_code="unsupported_grant_type"
@@ -173,7 +190,13 @@ async def _login_request(request: Request) -> LoginRequest:
         raise BadRequest("request body is not valid form data or JSON") from exc
 
 
-@router.post("/token", response_model=TokenOut, tags=["auth"], openapi_extra=_TOKEN_BODY)
+@router.post(
+    "/token",
+    response_model=TokenOut,
+    tags=["auth"],
+    openapi_extra=_TOKEN_BODY,
+    responses=error_responses(401, 429, 503),
+)
 async def token(request: Request, svc: Service) -> JSONResponse:
     """OAuth2 password grant: an access token for valid credentials."""
     body = await _login_request(request)
@@ -183,14 +206,14 @@ async def token(request: Request, svc: Service) -> JSONResponse:
     return JSONResponse(result, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
-@router.get("/verify", response_model=VerifyOut, tags=["auth"])
-async def verify(svc: Service, authorization: AuthorizationHeader = None) -> dict[str, Any]:
+@router.get("/verify", response_model=VerifyOut, tags=["auth"], responses=error_responses(401, 503))
+async def verify(svc: Service, authorization: Authorization) -> dict[str, Any]:
     """Validate a bearer token: signature, claims, revocation and that its user exists."""
     verified = await svc.verify(_bearer(authorization))
     return verified.body()
 
 
-@router.get("/.well-known/jwks.json", tags=["auth"])
+@router.get("/.well-known/jwks.json", tags=["auth"], responses=error_responses(503))
 async def jwks(svc: Service) -> JSONResponse:
     """The public keys that verify access tokens (RFC 7517)."""
     if not svc.keys.loaded:
@@ -198,9 +221,9 @@ async def jwks(svc: Service) -> JSONResponse:
     return JSONResponse(svc.keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
 
 
-@router.post("/revoke", tags=["auth"])
+@router.post("/revoke", tags=["auth"], responses=error_responses(401, 403, 503))
 async def revoke(
-    svc: Service, body: RevokeRequest | None = None, authorization: AuthorizationHeader = None
+    svc: Service, authorization: Authorization, body: RevokeRequest | None = None
 ) -> dict[str, str]:
     """Revoke the presented token, another of the caller's, or (admin) any token id."""
     caller: Claims = svc.check_token(_bearer(authorization))

@@ -59,8 +59,10 @@ class ServiceContext:
     metrics: ServiceMetrics = field(init=False)
     health: HealthMonitor = field(init=False)
     max_body_bytes: int = 1 << 20
-    # False where bodies are only streamed on to a service that checks them itself.
-    scan_bodies: bool = True
+    # The paths whose request bodies the input guard checks (None: all). The gateway
+    # checks only the bodies it keeps (events it spools) and streams the rest on to the
+    # services, which check them at their own edge.
+    body_scan_paths: frozenset[str] | None = None
     on_startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -298,7 +300,7 @@ def create_app(
         # like any other answer.
         app.add_middleware(FaultInjectionMiddleware)
     # Inside the observability middleware too: a refused input keeps its request id.
-    app.add_middleware(InputGuard, scan_body=ctx.scan_bodies)
+    app.add_middleware(InputGuard, body_scan_paths=ctx.body_scan_paths)
     app.add_middleware(ObservabilityMiddleware, ctx=ctx)
     install_openapi(app)
 

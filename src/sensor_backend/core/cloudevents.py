@@ -13,7 +13,7 @@ import math
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -21,26 +21,44 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
+from sensor_backend.core.api_types import Rfc3339
 from sensor_backend.core.errors import BadRequest, ServiceError
 
+if TYPE_CHECKING:
+    from pydantic.config import JsonDict
+
 EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# What the validators below accept, said in the schema: every attribute name follows the
+# extension naming rule (the standard ones do too) and extensions are scalars.
+_ENVELOPE_SCHEMA: JsonDict = {
+    "propertyNames": {"pattern": EXTENSION_NAME.pattern},
+    "additionalProperties": {"type": ["string", "number", "boolean"]},
+}
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 
 class CloudEvent(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, json_schema_extra=_ENVELOPE_SCHEMA)
 
     specversion: Literal["1.0"] = "1.0"
-    id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    # The canonical 8-4-4-4-12 form only: the schema's `format: uuid`, and one spelling per
+    # id, so the dedup key cannot be sent twice in two spellings.
+    id: Annotated[
+        str,
+        StringConstraints(pattern=UUID_PATTERN),
+        WithJsonSchema({"type": "string", "format": "uuid"}),
+    ]
     source: NonEmpty
     type: Annotated[
         str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._:\-/]+$")
     ]
-    time: datetime | None = None
+    time: Rfc3339 | None = None
     subject: Annotated[str, StringConstraints(max_length=512)] | None = None
     datacontenttype: Annotated[str, StringConstraints(max_length=128)] = "application/json"
     data: Any = None

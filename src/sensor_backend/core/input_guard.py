@@ -194,9 +194,9 @@ def _content_type(scope: Scope) -> str:
 class InputGuard:
     """Refuse unsafe text before any route sees it (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, scan_body: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, body_scan_paths: frozenset[str] | None = None) -> None:
         self.app = app
-        self.scan_body = scan_body
+        self.body_scan_paths = body_scan_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -207,7 +207,7 @@ class InputGuard:
             response = JSONResponse(error.body(), status_code=error.status_code)
             await response(scope, receive, send)
             return
-        if not self.scan_body:
+        if self.body_scan_paths is not None and scope["path"] not in self.body_scan_paths:
             await self.app(scope, receive, send)
             return
         content_type = _content_type(scope)

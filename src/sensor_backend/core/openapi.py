@@ -7,7 +7,9 @@
   guard), replaces FastAPI's ``HTTPValidationError`` (our 422 body is not FastAPI's), and
   merges path templates that differ only in their parameter names (OpenAPI 3.1 §4.8.8:
   such paths "MUST NOT exist"; ``POST /test/{sensor_type}`` and ``GET /test/{test_id}``
-  are one resource to a client, whose ``Allow`` lists both methods).
+  are one resource to a client, whose ``Allow`` lists both methods);
+- says what the input guard refuses (`core.safe_text_schema`), so a schema-valid request
+  is one the service accepts.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict
+
+from sensor_backend.core.safe_text_schema import restrict_requests
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -146,6 +150,7 @@ def install_openapi(app: FastAPI, extend: Callable[[dict[str, Any]], None] | Non
                 extend(schema)
             merge_equivalent_paths(schema)
             document_edge_errors(schema)
+            restrict_requests(schema, skip=frozenset({ERROR_SCHEMA, "FieldError"}))
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from sensor_backend.core.api_types import INT64_MAX, Rfc3339
 from sensor_backend.core.cloudevents import CloudEvent
+from sensor_backend.core.openapi import error_responses
 from sensor_backend.core.security import Token
 from sensor_backend.events.service import EventService  # noqa: TC001 - FastAPI resolves it
 
@@ -39,7 +40,17 @@ _BODY = {
 }
 
 
-@router.post("/send-event", tags=["events"], openapi_extra=_BODY, status_code=201)
+@router.post(
+    "/send-event",
+    tags=["events"],
+    openapi_extra=_BODY,
+    status_code=201,
+    responses={
+        200: {"description": "Every event was a duplicate (already accepted before)"},
+        202: {"description": "Queued durably: the broker is down, sent when it returns"},
+        **error_responses(401, 503),
+    },
+)
 async def send_event(request: Request, response: Response, _: Token) -> dict[str, Any]:
     """Produce one event or a batch: 201 sent, 202 queued (broker down), 200 duplicate.
 
@@ -73,21 +84,21 @@ async def send_event(request: Request, response: Response, _: Token) -> dict[str
     }
 
 
-@router.get("/stats", tags=["events"])
+@router.get("/stats", tags=["events"], responses=error_responses(401, 503))
 async def stats(request: Request, _: Token) -> dict[str, Any]:
     """Produce and consume counters, journal depth, lag, latency percentiles, breaker state."""
     return await service(request).stats()
 
 
-@router.get("/logs", tags=["events"])
+@router.get("/logs", tags=["events"], responses=error_responses(401, 503))
 async def logs(  # noqa: PLR0917 - FastAPI query parameters
     request: Request,
     _: Token,
     type: Annotated[str | None, Query(max_length=256)] = None,  # noqa: A002 - the API's name
     subject: Annotated[str | None, Query(max_length=512)] = None,
-    since: datetime | None = None,
+    since: Rfc3339 | None = None,
     before: Annotated[
-        int | None, Query(ge=1, description="cursor: seq of the last item seen")
+        int | None, Query(ge=1, le=INT64_MAX, description="cursor: seq of the last item seen")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:

@@ -16,8 +16,10 @@ from fastapi import APIRouter, Request
 from starlette.routing import Route
 
 from sensor_backend.core.errors import NotFound, Unavailable
+from sensor_backend.core.openapi import error_response_object, error_responses
 from sensor_backend.core.security import AdminToken
 from sensor_backend.gateway.event_queue import read_event_body
+from sensor_backend.gateway.service_openapi import service_operation
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -125,46 +127,30 @@ def proxy_routes(gateway: Gateway) -> list[Route]:
 
 
 def openapi_paths() -> dict[str, Any]:
-    """OpenAPI entries for the proxied routes (bodies are the services' own)."""
+    """OpenAPI entries for the proxied routes: the services' own operations.
+
+    Their request and response schemas come from the snapshot in `service_openapi`; the
+    gateway adds what it may answer first (401 from its token check, 503 when no replica
+    can serve).
+    """
     paths: dict[str, Any] = {}
+    gateway_errors = {str(s): error_response_object(s) for s in (401, 503)}
     for rule in RULES:
-        params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in _names(rule.path)
-        ]
-        op: dict[str, Any] = {
-            "summary": rule.summary,
-            "tags": [rule.service],
-            "parameters": params,
-            "responses": {"default": {"description": f"the {rule.service} service's answer"}},
-        }
+        op = service_operation(rule.service, rule.method, rule.target, rule.path)
+        op["summary"] = rule.summary
+        op["tags"] = [rule.service]
         if rule.protected:
-            op["security"] = [{"bearer": []}]
+            op["responses"].update(gateway_errors)
+        else:
+            op["responses"]["503"] = error_response_object(503)
         paths.setdefault(rule.path, {})[rule.method.lower()] = op
     for path in EVENT_PATHS:
-        paths[path] = {
-            "post": {
-                "summary": "Send events (queued by the gateway while the event service is down)",
-                "tags": ["kafka"],
-                "security": [{"bearer": []}],
-                "responses": {
-                    "201": {"description": "sent"},
-                    "202": {"description": "queued"},
-                    "400": {"description": "body is not JSON"},
-                    "413": {
-                        "description": "body over the batch byte limit, or an event over the "
-                        "per-event limit (core/event_limits.py); nothing stored"
-                    },
-                    "422": {"description": "invalid event, or too many events in a batch"},
-                    "503": {"description": "event spool full"},
-                },
-            }
-        }
+        op = service_operation("kafka", "POST", "/send-event", path)
+        op["summary"] = "Send events (queued by the gateway while the event service is down)"
+        op["responses"].update(gateway_errors)
+        op["responses"]["202"] = {"description": "Queued (by the gateway or the event service)"}
+        paths[path] = {"post": op}
     return paths
-
-
-def _names(template: str) -> list[str]:
-    return [part[1:-1] for part in template.split("/") if part.startswith("{")]
 
 
 router = APIRouter(tags=["gateway"])
@@ -180,7 +166,11 @@ async def circuit_breakers(request: Request) -> dict[str, Any]:
     return _gateway(request).ctx.breakers.snapshots()
 
 
-@router.post("/circuit-breaker/reset/{service}", summary="Close a breaker (admin)")
+@router.post(
+    "/circuit-breaker/reset/{service}",
+    summary="Close a breaker (admin)",
+    responses=error_responses(401, 403, 404, 503),
+)
 async def reset_breaker(service: str, request: Request, _: AdminToken) -> dict[str, Any]:
     gateway = _gateway(request)
     breaker = gateway.ctx.breakers.get(service)

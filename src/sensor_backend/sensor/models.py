@@ -47,6 +47,7 @@ from pydantic import (
 
 from sensor_backend.core.errors import BadRequest, ServiceError
 from sensor_backend.sensor.simulate import DEFAULT_N, Fault, FaultKind
+from sensor_backend.sensor.specs import SensorSpec
 
 MAX_FAULTS = 20
 MAX_REPORTED_ERRORS = 20
@@ -105,6 +106,13 @@ def _bare_kinds_allowed(schema: dict[str, Any]) -> None:
 
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+# The schema states the default `max_readings` (sensor settings); the check itself uses
+# the configured one, passed as validation context.
+DEFAULT_MAX_READINGS = 1_000_000
+_READINGS_LIMIT_SCHEMA: dict[str, Any] = {
+    "maximum": DEFAULT_MAX_READINGS,
+    "description": "at most the service's max_readings (default 1,000,000)",
+}
 
 
 class ReadingsIn(BaseModel):
@@ -112,7 +120,10 @@ class ReadingsIn(BaseModel):
 
     model_config = _STRICT
 
-    values: FloatArray = Field(description="readings, in the unit of the sensor type")
+    values: FloatArray = Field(
+        description="readings, in the unit of the sensor type",
+        json_schema_extra={"minItems": 1, "maxItems": DEFAULT_MAX_READINGS},
+    )
     timestamps: FloatArray | None = None
     reference: FloatArray | None = None
 
@@ -133,7 +144,7 @@ class SimulateIn(BaseModel):
 
     model_config = _STRICT
 
-    n: int = Field(default=DEFAULT_N, ge=1)
+    n: int = Field(default=DEFAULT_N, ge=1, json_schema_extra=_READINGS_LIMIT_SCHEMA)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="None: random")
     faults: list[Annotated[Fault, BeforeValidator(_fault_kind)]] = Field(
         default_factory=list, max_length=MAX_FAULTS, json_schema_extra=_bare_kinds_allowed
@@ -147,16 +158,36 @@ class SimulateIn(BaseModel):
         return self
 
 
+def _one_source_schema(schema: dict[str, Any]) -> None:
+    """`_one_source` in JSON Schema: not both sources; readings need a device_id."""
+    given = {"type": "object"}
+    schema["not"] = {
+        "required": ["readings", "simulate"],
+        "properties": {"readings": given, "simulate": given},
+    }
+    schema["if"] = {"required": ["readings"], "properties": {"readings": given}}
+    schema["then"] = {"required": ["device_id"], "properties": {"device_id": {"type": "string"}}}
+
+
+def _overrides_schema(schema: dict[str, Any]) -> None:
+    """Overrides are spec fields (not the name), each as the spec defines it."""
+    fields = dict(SensorSpec.model_json_schema()["properties"])
+    fields.pop("name")
+    schema.update(properties=fields, additionalProperties=False)
+
+
 class TestRequest(BaseModel):
     """Body of ``POST /test/{sensor_type}``."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(**_STRICT, json_schema_extra=_one_source_schema)
     __test__ = False  # not a pytest test class
 
     device_id: Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)] | None = None
     readings: ReadingsIn | None = None
     simulate: SimulateIn | None = None
-    spec_overrides: dict[str, Any] = Field(default_factory=dict, max_length=40)
+    spec_overrides: dict[str, Any] = Field(
+        default_factory=dict, max_length=40, json_schema_extra=_overrides_schema
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:

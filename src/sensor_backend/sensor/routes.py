@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 
+from sensor_backend.core.api_types import INT64_MAX, Rfc3339
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.errors import NotFound
+from sensor_backend.core.openapi import error_responses
 from sensor_backend.core.security import AdminToken, Token
 from sensor_backend.sensor.catalog import describe, parse_new_type
-from sensor_backend.sensor.models import TestRequest, check_idempotency_key, parse_test_request
+from sensor_backend.sensor.models import (
+    IDEMPOTENCY_KEY,
+    TYPE_NAME_PATTERN,
+    TestRequest,
+    check_idempotency_key,
+    parse_test_request,
+)
 from sensor_backend.sensor.repository import ListFilter, links
 from sensor_backend.sensor.series import build_series, stored_readings
 from sensor_backend.sensor.service import SensorService  # noqa: TC001 - FastAPI resolves it
@@ -27,12 +34,14 @@ from sensor_backend.sensor.specs import ALIASES, BUILTIN_SPECS, SensorSpec
 
 router = APIRouter()
 
-TypeName = Annotated[str, Path(min_length=1, max_length=100)]
+# Type names are path-safe identifiers (built-ins, aliases and user types alike).
+TypeName = Annotated[str, Path(pattern=TYPE_NAME_PATTERN)]
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
         description="same key and body: the same test again; same key, other body: 422",
+        pattern=IDEMPOTENCY_KEY.pattern,
     ),
 ]
 
@@ -61,8 +70,13 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
     return inlined
 
 
-def _body(model: type[TestRequest | SensorSpec], *, required: bool) -> dict[str, Any]:
+def _body(
+    model: type[TestRequest | SensorSpec], *, required: bool, **properties: dict[str, Any]
+) -> dict[str, Any]:
+    """The body's schema; ``properties`` tightens fields the route validates further."""
     schema = _inline(model.model_json_schema())
+    for name, extra in properties.items():
+        schema["properties"][name].update(extra)
     return {
         "requestBody": {
             "required": required,
@@ -77,6 +91,7 @@ def _body(model: type[TestRequest | SensorSpec], *, required: bool) -> dict[str,
     status_code=202,
     openapi_extra=_body(TestRequest, required=False),
     summary="Queue a sensor test (no body: a default simulated test)",
+    responses=error_responses(401, 404, 503),
 )
 @router.post(
     "/test/sensor/{sensor_type}",
@@ -84,6 +99,7 @@ def _body(model: type[TestRequest | SensorSpec], *, required: bool) -> dict[str,
     status_code=202,
     openapi_extra=_body(TestRequest, required=False),
     summary="Same as POST /test/{sensor_type} (the original notes' path)",
+    responses=error_responses(401, 404, 503),
 )
 async def submit_test(
     request: Request,
@@ -112,7 +128,7 @@ async def submit_test(
     }
 
 
-@router.get("/test/{test_id}", tags=["tests"])
+@router.get("/test/{test_id}", tags=["tests"], responses=error_responses(401, 404, 503))
 async def get_test(request: Request, test_id: uuid.UUID, _: Token) -> dict[str, Any]:
     """Status (queued, running, completed, failed); the full result once completed."""
     doc = await service(request).tests.get(test_id)
@@ -121,7 +137,7 @@ async def get_test(request: Request, test_id: uuid.UUID, _: Token) -> dict[str, 
     return doc
 
 
-@router.get("/test/{test_id}/readings", tags=["tests"])
+@router.get("/test/{test_id}/readings", tags=["tests"], responses=error_responses(401, 404, 503))
 async def get_test_readings(
     request: Request,
     test_id: uuid.UUID,
@@ -140,7 +156,7 @@ async def get_test_readings(
     return series
 
 
-@router.get("/tests", tags=["tests"])
+@router.get("/tests", tags=["tests"], responses=error_responses(401, 503))
 async def list_tests(  # noqa: PLR0917 - FastAPI query parameters
     request: Request,
     _: Token,
@@ -148,8 +164,10 @@ async def list_tests(  # noqa: PLR0917 - FastAPI query parameters
     device_id: Annotated[str | None, Query(max_length=128)] = None,
     verdict: Literal["pass", "suspect", "fail"] | None = None,
     status: Literal["queued", "running", "completed", "failed"] | None = None,
-    since: datetime | None = None,
-    before: Annotated[int | None, Query(ge=1, description="cursor: `next` of a page")] = None,
+    since: Rfc3339 | None = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=INT64_MAX, description="cursor: `next` of a page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
     """Tests newest first, filtered; ``next`` is the cursor for the following page."""
@@ -167,7 +185,7 @@ async def list_tests(  # noqa: PLR0917 - FastAPI query parameters
     return {"items": items, "count": len(items), "next": next_cursor}
 
 
-@router.get("/sensor-types", tags=["sensor types"])
+@router.get("/sensor-types", tags=["sensor types"], responses=error_responses(401, 503))
 async def list_sensor_types(request: Request, _: Token) -> dict[str, Any]:
     """Built-in types (datasheet specs), their aliases and user-defined types.
 
@@ -182,7 +200,7 @@ async def list_sensor_types(request: Request, _: Token) -> dict[str, Any]:
     return {"items": items, "aliases": dict(ALIASES), "count": len(items), "complete": True}
 
 
-@router.get("/sensor-types/{name}", tags=["sensor types"])
+@router.get("/sensor-types/{name}", tags=["sensor types"], responses=error_responses(401, 404, 503))
 async def get_sensor_type(request: Request, name: TypeName, _: Token) -> dict[str, Any]:
     """One type's spec (aliases resolve); 404 lists the known names."""
     spec, builtin = await service(request).catalog.resolve(name)
@@ -193,7 +211,9 @@ async def get_sensor_type(request: Request, name: TypeName, _: Token) -> dict[st
     "/sensor-types",
     tags=["sensor types"],
     status_code=201,
-    openapi_extra=_body(SensorSpec, required=True),
+    # The name appears in URLs: the route allows fewer names than the spec model.
+    openapi_extra=_body(SensorSpec, required=True, name={"pattern": TYPE_NAME_PATTERN}),
+    responses=error_responses(401, 403, 409, 503),
 )
 async def create_sensor_type(
     request: Request, response: Response, auth: AdminToken
