@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from sensor_backend.core.api_types import INT64_MAX
 from sensor_backend.core.dead_letter_api import (
     ADMIN_ERRORS,
     NOT_FOUND,
@@ -46,7 +47,9 @@ def _outbox(request: Request) -> Outbox:
 async def list_outbox_dead_letters(
     request: Request,
     _: AdminToken,
-    before: Annotated[int | None, Query(ge=1, description="cursor: `next` of a page")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=INT64_MAX, description="cursor: `next` of a page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Newest first; ``next`` pages on. The events themselves: ``GET .../{event_id}``."""
