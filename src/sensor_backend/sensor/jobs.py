@@ -93,6 +93,7 @@ class Outcome:
     result: dict[str, Any]
     metrics: dict[str, Any]
     processing_ms: float
+    flags: bytes | None = None  # aggregate QARTOD flag per reading, one uint8 each
 
 
 class JobQueue:
@@ -163,6 +164,13 @@ class JobQueue:
             )
             if finished is None:
                 return False
+            if outcome.flags is not None:
+                await conn.execute(
+                    "INSERT INTO test_reading_flags (test_id, flags_u8) VALUES ($1, $2)"
+                    " ON CONFLICT (test_id) DO UPDATE SET flags_u8 = EXCLUDED.flags_u8",
+                    job.id,
+                    outcome.flags,
+                )
             event = completed_event(
                 event_id=job.event_id,
                 test_id=job.id,

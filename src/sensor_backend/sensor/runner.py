@@ -63,4 +63,5 @@ def run_job(job: Job, readings: Readings | None, *, max_indices: int) -> Outcome
         result=doc,
         metrics=result.key_metrics(),
         processing_ms=round((time.perf_counter() - started) * 1000, 3),
+        flags=result.aggregate_flags.tobytes(),
     )

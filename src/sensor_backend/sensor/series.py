@@ -1,10 +1,12 @@
-"""A test's readings for plotting: values, timestamps, reference and the tolerance band.
+"""A test's readings for plotting: values, timestamps, reference, tolerance band and flags.
 
 Rig readings come from ``test_readings``; a simulated test's series is regenerated from its
 stored parameters (the simulation is seeded and deterministic, so it is the series that was
 analysed). Long series are thinned to at most ``max_points`` evenly spaced readings, always
 keeping the ones a check flagged; ``index`` maps each point back to the reading's position,
-which is what the result's flagged indices refer to.
+which is what the result's flagged indices refer to. ``flags`` is the aggregate QARTOD flag
+of each point (worst of the point tests, stored with the result in ``test_reading_flags``;
+for a simulated test without stored flags, recomputed from the regenerated series).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sensor_backend.sensor.analysis import analyse
 from sensor_backend.sensor.repository import unpack
 from sensor_backend.sensor.simulate import parse_faults, simulate
 from sensor_backend.sensor.specs import SensorSpec
@@ -25,18 +28,30 @@ if TYPE_CHECKING:
     from sensor_backend.core.db import Connection, Database
 
 
-async def stored_readings(db: Database, test_id: uuid.UUID) -> tuple[Any, Any, Any] | None:
+async def stored_readings(
+    db: Database, test_id: uuid.UUID
+) -> tuple[Any, Any, Any, NDArray[np.uint8] | None] | None:
+    """(values, timestamps, reference, aggregate flags or None) as stored for the test."""
+
     async def read(conn: Connection) -> Any:  # noqa: ANN401 - an asyncpg Record
         return await conn.fetchrow(
-            "SELECT values_f64, timestamps_f64, reference_f64 FROM test_readings"
-            " WHERE test_id = $1",
+            "SELECT r.values_f64, r.timestamps_f64, r.reference_f64, f.flags_u8"
+            " FROM test_readings r LEFT JOIN test_reading_flags f USING (test_id)"
+            " WHERE r.test_id = $1",
             test_id,
         )
 
     row = await db.run(read)
     if row is None:
         return None
-    return unpack(row["values_f64"]), unpack(row["timestamps_f64"]), unpack(row["reference_f64"])
+    raw = row["flags_u8"]
+    flags = None if raw is None else np.frombuffer(raw, dtype=np.uint8)
+    return (
+        unpack(row["values_f64"]),
+        unpack(row["timestamps_f64"]),
+        unpack(row["reference_f64"]),
+        flags,
+    )
 
 
 def flagged_indices(result: dict[str, Any] | None) -> set[int]:
@@ -48,21 +63,26 @@ def flagged_indices(result: dict[str, Any] | None) -> set[int]:
 
 
 def build_series(
-    doc: dict[str, Any], stored: tuple[Any, Any, Any] | None, max_points: int
+    doc: dict[str, Any],
+    stored: tuple[Any, Any, Any, NDArray[np.uint8] | None] | None,
+    max_points: int,
 ) -> dict[str, Any] | None:
     """The plot document for a test's detail ``doc``; None when it has no readings."""
     spec = SensorSpec.model_validate(doc["spec"])
     values: NDArray[np.float64]
     timestamps: NDArray[np.float64] | None
     reference: NDArray[np.float64] | None
+    flags: NDArray[np.uint8] | None = None
     if doc.get("source") == "simulate":
         params = doc["params"]["simulate"]
         sim = simulate(
             spec, n=params["n"], seed=params["seed"], faults=parse_faults(params["faults"])
         )
         values, timestamps, reference = sim.values, sim.timestamps, sim.reference
+        if doc.get("status") == "completed":  # seeded and deterministic: the same flags
+            flags = analyse(spec, values, timestamps, reference).aggregate_flags
     elif stored is not None:
-        values, timestamps, reference = stored
+        values, timestamps, reference, flags = stored
     else:
         return None
     n = int(values.size)
@@ -89,4 +109,5 @@ def build_series(
         "timestamps": pick(timestamps),
         "reference": pick(reference),
         "tolerance": pick(tolerance),
+        "flags": None if flags is None or flags.size != n else flags[index].tolist(),
     }
