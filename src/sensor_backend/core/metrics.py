@@ -28,8 +28,24 @@ if TYPE_CHECKING:
     from sensor_backend.core.breaker import BreakerRegistry
 
 BREAKER_STATES = ("closed", "open", "half_open")
-# Latency buckets for an API whose hot path is sub-millisecond and whose timeout is 5 s.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Latency buckets for an API whose hot path is sub-millisecond and whose timeout is 5 s;
+# 0.2 is the submission SLO's threshold (deploy/observability/rules/slo.yml).
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.2,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 
 class BreakerCollector(Collector):

@@ -75,6 +75,14 @@ class SensorMetrics:
         self.verdicts = Counter(
             "sensor_test_verdicts", "Completed tests by verdict", ["verdict"], registry=registry
         )
+        # By sensor type too (the dashboard's verdicts per type). The types are the built-in
+        # catalogue plus the few an admin defines, so the label stays bounded.
+        self.completed = Counter(
+            "sensor_tests_completed",
+            "Completed tests by sensor type and verdict",
+            ["sensor_type", "verdict"],
+            registry=registry,
+        )
         self.failed = Counter(
             "sensor_tests_failed", "Tests that ended failed (no verdict)", registry=registry
         )

@@ -222,6 +222,7 @@ class WorkerPool:
         elif outcome is not None:
             self.counts["completed"] += 1
             self.metrics.verdicts.labels(outcome.verdict).inc()
+            self.metrics.completed.labels(job.sensor_type, outcome.verdict).inc()
             since_accepted = max(time.time() - job.created_at.timestamp(), 0.0)
             waited = since_accepted - outcome.processing_ms / 1000
             self.metrics.queue_wait.observe(max(waited, 0.0))
