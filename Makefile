@@ -19,13 +19,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 # Debian packages some tests use: chromium (console browser tests, driven by Playwright with
-# executable_path; never a browser download) and nginx (config check, gateway bench).
+# executable_path; never a browser download), nginx (config check, gateway bench) and
+# prometheus (promtool tests of the alert rules, the real-Prometheus test, `up --observability`).
 # Installed when missing and running as root; otherwise those tests skip and say why.
 system-packages:
-	@if ! command -v chromium >/dev/null 2>&1 || ! command -v nginx >/dev/null 2>&1; then \
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v nginx >/dev/null 2>&1 \
+	    || ! command -v promtool >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx-light >/dev/null; \
-	  else echo "chromium/nginx missing and not root: their tests will be skipped"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx-light prometheus >/dev/null; \
+	  else echo "chromium/nginx/prometheus missing and not root: their tests will be skipped"; fi; \
 	fi
 
 up: install

@@ -1,6 +1,7 @@
 """``sensor-backend``: start, inspect and stop the whole system on one machine.
 
     sensor-backend up [--replicas sensor=3] [--detach]   start everything, wait for /health
+                      [--observability]              ... and Prometheus scraping every replica
     sensor-backend status [--json]                       components, URLs, PIDs, health
     sensor-backend down                                  stop everything (or Ctrl-C on `up`)
 
@@ -28,7 +29,7 @@ import aiohttp
 from rich.console import Console
 from rich.live import Live
 
-from sensor_backend.launcher import drills, layout
+from sensor_backend.launcher import drills, layout, observability
 from sensor_backend.launcher.control import ACTIONS, ControlClient, ControlError, ControlServer
 from sensor_backend.launcher.display import component_table
 from sensor_backend.launcher.probes import probe
@@ -57,6 +58,21 @@ def secret(data_dir: Path, env: str, name: str) -> str:
     return path.read_text().strip()
 
 
+def wants_observability(args: argparse.Namespace) -> bool:
+    """``--observability`` when Prometheus is installed; a clear message when it is not."""
+    if not getattr(args, "observability", False):
+        return False
+    if observability.prometheus_binary() is None:
+        err.print(f"[yellow]{observability.missing_message()}[/yellow]")
+        return False
+    if observability.rules_dir() is None:
+        err.print(
+            "[yellow]alert and SLO rules not found (deploy/observability/rules; set "
+            "SENSOR_BACKEND_RULES_DIR): Prometheus runs without them[/yellow]"
+        )
+    return True
+
+
 def options_from(args: argparse.Namespace) -> layout.LaunchOptions:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -71,6 +87,7 @@ def options_from(args: argparse.Namespace) -> layout.LaunchOptions:
             data_dir, "SERVICE_ACCOUNT_PASSWORD", "service_account_password"
         ),
         environment=os.environ.get("SENSOR_BACKEND_ENV", "development"),
+        observability=wants_observability(args),
     )
 
 
@@ -154,6 +171,7 @@ async def run_up(options: layout.LaunchOptions, timeout_s: float) -> int:
             f"gateway: [bold]{components[-1].url}[/bold]   admin user: admin "
             f"(password in {options.data_dir / 'secrets' / 'admin_password'})"
         )
+        print_prometheus(components)
         console.print("Ctrl-C or `sensor-backend down` stops everything.")
         await _watch(supervisor, stop)
     except StartupError as exc:
@@ -170,6 +188,15 @@ async def run_up(options: layout.LaunchOptions, timeout_s: float) -> int:
         supervisor.set_phase("failed" if code else "stopped", supervisor.state.error)
         lock.release()
     return code
+
+
+def print_prometheus(components: list[layout.Component]) -> None:
+    for comp in components:
+        if comp.kind is layout.Kind.PROMETHEUS:
+            console.print(
+                f"Prometheus: [bold]{comp.url}[/bold] (alerts: {comp.url}/alerts; "
+                "dashboard: import deploy/observability/grafana-dashboard.json into Grafana)"
+            )
 
 
 def up_detached(args: argparse.Namespace, options: layout.LaunchOptions) -> int:
@@ -193,6 +220,8 @@ def up_detached(args: argparse.Namespace, options: layout.LaunchOptions) -> int:
     ]
     for value in args.replicas:
         argv += ["--replicas", value]
+    if options.observability:
+        argv.append("--observability")
     logs = options.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     previous = read_state(options.data_dir)
@@ -224,6 +253,7 @@ def up_detached(args: argparse.Namespace, options: layout.LaunchOptions) -> int:
         return 1
     health = asyncio.run(_probe_all(layout.plan(options)))
     console.print(component_table(state, health))
+    print_prometheus(layout.plan(options))
     console.print(f"supervisor pid {proc.pid}; `sensor-backend down` stops everything.")
     return 0
 
@@ -378,6 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--detach", action="store_true", help="run in the background; return when ready"
+    )
+    up.add_argument(
+        "--observability",
+        action="store_true",
+        help="also run Prometheus (Debian's package) scraping every replica, with the alert "
+        "and SLO rules of deploy/observability",
     )
     up.set_defaults(func=cmd_up)
     status = sub.add_parser("status", parents=[common], help="show components and their health")

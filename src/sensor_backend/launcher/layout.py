@@ -4,8 +4,9 @@ Pure data, no processes: `plan()` turns the options of ``sensor-backend up`` int
 `Component` specs that the supervisor starts in order.
 
 Ports (plus ``--port-offset``): gateway 8000, auth 8001, sensor 8002, events 8003,
-PostgreSQL 5434 (as in the original notes' compose file), broker 9092. Extra replicas of a
-service run on consecutive ports of its own block: auth 8011.., sensor 8021.., events 8031..
+PostgreSQL 5434 (as in the original notes' compose file), broker 9092, Prometheus 9090 (with
+``--observability``). Extra replicas of a service run on consecutive ports of its own block:
+auth 8011.., sensor 8021.., events 8031..
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ BASE_PORTS = {"gateway": 8000, "auth": 8001, "sensor": 8002, "events": 8003}
 REPLICA_BLOCKS = {"auth": 8011, "sensor": 8021, "events": 8031}
 POSTGRES_PORT = 5434
 BROKER_PORT = 9092
+PROMETHEUS_PORT = 9090
 MAX_REPLICAS = 9
 # Env prefixes of each service's settings class.
 PREFIXES = {"gateway": "GATEWAY_", "auth": "AUTH_", "sensor": "SENSOR_", "events": "EVENTS_"}
@@ -30,6 +32,7 @@ HOST = "127.0.0.1"
 class Kind(StrEnum):
     POSTGRES = "postgres"
     BROKER = "broker"
+    PROMETHEUS = "prometheus"
     SERVICE = "service"
 
 
@@ -90,6 +93,7 @@ class LaunchOptions:
     admin_password: str = ""
     service_account_password: str = ""
     environment: str = "development"
+    observability: bool = False  # also run Prometheus, scraping every replica
 
 
 def plan(options: LaunchOptions) -> list[Component]:
@@ -106,6 +110,8 @@ def plan(options: LaunchOptions) -> list[Component]:
         broker = Component("broker", Kind.BROKER, BROKER_PORT + off)
         components.append(broker)
         kafka = broker.url
+    if options.observability:
+        components.append(Component("prometheus", Kind.PROMETHEUS, PROMETHEUS_PORT + off))
 
     ports = {
         svc: service_ports(svc, options.replicas.get(svc, 1), off)

@@ -1,6 +1,7 @@
 """How the launcher tells that a component is up.
 
-TCP for the broker, ``SELECT 1`` for PostgreSQL, ``GET /health`` for the services.
+TCP for the broker, ``SELECT 1`` for PostgreSQL, ``GET /-/ready`` for Prometheus,
+``GET /health`` for the services.
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ async def service_health(
     return doc
 
 
+async def prometheus_ready(
+    session: aiohttp.ClientSession, url: str, timeout_s: float = 1.5
+) -> bool:
+    try:
+        async with session.get(
+            f"{url}/-/ready", timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as resp:
+            return resp.status == 200  # noqa: PLR2004 - HTTP OK
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
 def health_word(component: Component, doc: dict[str, Any] | None) -> str:
     """One word for the status table: healthy, degraded, unhealthy or down."""
     if doc is None:
@@ -62,5 +75,8 @@ async def probe(
         return ("healthy" if await postgres_ready(component.url) else "down"), None
     if component.kind is Kind.BROKER:
         return ("healthy" if await tcp_open(component.port) else "down"), None
+    if component.kind is Kind.PROMETHEUS:
+        ready = await prometheus_ready(session, component.url)
+        return ("healthy" if ready else "down"), None
     doc = await service_health(session, component.url)
     return health_word(component, doc), doc

@@ -23,10 +23,15 @@ from typing import IO, TYPE_CHECKING
 
 import aiohttp
 
-from sensor_backend.launcher import embedded_postgres
+from sensor_backend.launcher import embedded_postgres, observability
 from sensor_backend.launcher.embedded_broker import broker_command
 from sensor_backend.launcher.layout import HOST, Component, Kind
-from sensor_backend.launcher.probes import postgres_ready, service_health, tcp_open
+from sensor_backend.launcher.probes import (
+    postgres_ready,
+    prometheus_ready,
+    service_health,
+    tcp_open,
+)
 from sensor_backend.launcher.state import ComponentState, SystemState, write_state
 
 if TYPE_CHECKING:
@@ -39,6 +44,7 @@ STOP_TIMEOUT_S = 15.0
 STOP_SIGNALS = {
     Kind.POSTGRES: signal.SIGINT,
     Kind.BROKER: signal.SIGTERM,
+    Kind.PROMETHEUS: signal.SIGTERM,
     Kind.SERVICE: signal.SIGTERM,
 }
 
@@ -134,6 +140,13 @@ class Supervisor:
             return embedded_postgres.server_command(layout), embedded_postgres.run_as_user()
         if comp.kind is Kind.BROKER:
             return broker_command(comp.port), None
+        if comp.kind is Kind.PROMETHEUS:
+            binary = observability.prometheus_binary()
+            if binary is None:
+                raise RuntimeError(observability.missing_message())
+            components = [m.component for m in self.managed.values()]
+            config = observability.write_config(self.data_dir, components)
+            return observability.server_command(binary, config, comp.port, HOST), None
         return list(comp.argv), None
 
     def spawn(self, name: str) -> None:
@@ -199,6 +212,8 @@ class Supervisor:
             return await postgres_ready(comp.url)
         if comp.kind is Kind.BROKER:
             return await tcp_open(comp.port)
+        if comp.kind is Kind.PROMETHEUS:
+            return await prometheus_ready(self.session, comp.url)
         return await service_health(self.session, comp.url) is not None
 
     @property
