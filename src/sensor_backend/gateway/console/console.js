@@ -219,9 +219,19 @@ async function resetBreaker(name) {
   refreshSystem();
 }
 
+function deadLetterText(count, oldestAgeS) {
+  if (count === null || count === undefined) return "?";
+  if (!count) return "0";
+  const age = oldestAgeS === null || oldestAgeS === undefined ? "?" : `${Math.round(oldestAgeS)} s`;
+  return `${count} (oldest ${age}): admin replay or discard`;
+}
+
 function drawQueues(system) {
   const gw = system && system.gateway;
   const rows = [["gateway event spool", gw ? (gw.event_spool || {}).depth : null]];
+  // Dead letters: events refused for good, waiting for an admin (GET /dead-letters).
+  const dl = (gw && gw.dead_letters) || null;
+  rows.push(["gateway dead letters", dl ? deadLetterText(dl.count, dl.oldest_age_s) : null]);
   for (const [key, label] of SERVICES) {
     ((system && system.services && system.services[key]) || []).forEach((entry, i) => {
       const hd = (entry.reachable && entry.health) || null;
@@ -230,6 +240,8 @@ function drawQueues(system) {
         const o = (hd && hd.outbox) || {};
         rows.push([`sensor #${i} jobs queued / running`, hd ? `${q.queued ?? "?"} / ${q.running ?? "?"}` : null]);
         rows.push([`sensor #${i} outbox pending / dead`, hd ? `${o.pending ?? "?"} / ${o.dead ?? "?"}` : null]);
+        const sd = (hd && hd.dead_letters) || null;
+        rows.push([`sensor #${i} outbox dead letters`, sd ? deadLetterText(sd.count, sd.oldest_age_s) : null]);
       } else if (key === "kafka") {
         rows.push([`${label} #${i} spool`, hd ? (hd.spool || {}).depth : null]);
       }
