@@ -53,6 +53,13 @@ class EventStore:
 
     async def record(self, rows: list[ConsumedRow]) -> int:
         """Store a consumed batch once; returns how many rows were new."""
+        # One row per id: a batch can hold an event and its resend (the journal produces
+        # again what the broker may have lost), and both rows would match the one id the
+        # INSERT returns, counting it twice.
+        unique: dict[str, ConsumedRow] = {}
+        for row in rows:
+            unique.setdefault(row.id, row)
+        rows = list(unique.values())
         if not rows:
             return 0
 
