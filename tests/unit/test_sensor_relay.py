@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
 from sensor_backend.core.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from sensor_backend.core.event_limits import EventLimits
 from sensor_backend.core.http_client import make_session
 from sensor_backend.core.service_token import ServiceTokenProvider
 from sensor_backend.sensor.metrics import SensorMetrics
@@ -52,6 +53,7 @@ class FakeEvents:
         self.url = ""
         self.status = 201
         self.refuse: set[str] = set()
+        self.max_rows: int | None = None  # larger batches get 413, as over a body limit
         self.batches: list[list[dict[str, Any]]] = []
         self.tokens_issued = 0
         self.authorizations: list[str] = []
@@ -64,6 +66,8 @@ class FakeEvents:
         batch = json.loads(await request.read())
         self.batches.append(batch)
         self.authorizations.append(request.headers["Authorization"])
+        if self.max_rows is not None and len(batch) > self.max_rows:
+            return web.json_response({"error": "payload_too_large"}, status=413)
         if any(event["id"] in self.refuse for event in batch):
             return web.json_response({"error": "validation_error"}, status=422)
         return web.json_response({"status": "ok"}, status=self.status)
@@ -177,3 +181,39 @@ async def test_an_unreachable_event_service_is_retried_later(server, relay):
     assert seqs == [1]
     assert reason.startswith("event service unreachable")
     assert relay.breaker.consecutive_failures == 1
+
+
+async def test_a_batch_refused_for_size_is_halved_until_it_is_taken(server, relay):
+    """413 for a batch of 8: halves of 4, then 2, go separately; every row is sent."""
+    server.max_rows = 2
+    outbox = await deliver(relay, rows(*range(1, 9)))
+    assert outbox.sent == list(range(1, 9))
+    assert outbox.dead == {}
+    assert [len(b) for b in server.batches] == [8, 4, 2, 2, 4, 2, 2]
+
+
+async def test_a_single_event_refused_for_size_is_dead_with_its_status(server, relay):
+    server.status = 413
+    outbox = await deliver(relay, rows(1))
+    assert outbox.dead_status == {1: 413}
+    assert outbox.dead[1].startswith("refused by the event service: 413")
+
+
+async def test_an_event_over_the_per_event_limit_is_dead_without_a_post(server, relay):
+    """The relay's screen dead-letters what the event service would refuse, and posts the rest."""
+    relay.limits = EventLimits(max_event_bytes=1024, max_batch_events=10, max_batch_bytes=4096)
+    big = OutboxRow(9, "00000000-0000-4000-8000-000000000009", {"id": "e9", "pad": "x" * 2000}, 1)
+    kept = await relay._screen([*rows(1), big, *rows(2)])
+    assert [row.seq for row in kept] == [1, 2]
+    assert list(relay.outbox_memory.dead) == [9]
+    assert "over the 1024-byte limit" in relay.outbox_memory.dead[9]
+    assert relay.outbox_memory.dead_status == {9: None}
+    assert server.batches == []
+
+
+@pytest.mark.parametrize("status", [403, 404])
+async def test_a_refusal_a_fix_of_the_deployment_cures_is_retried_not_dead(server, relay, status):
+    server.status = status
+    outbox = await deliver(relay, rows(1, 2))
+    assert outbox.dead == {}
+    assert [seqs for seqs, _, _ in outbox.released] == [[1, 2]]
