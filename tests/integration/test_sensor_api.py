@@ -178,9 +178,14 @@ def test_the_decision_rule_and_reference_uncertainty_come_with_the_request(syste
     readings = {"values": values, "reference": ref.tolist()}
     verdicts = {}
     for rule in ("simple", "guarded"):
-        overrides = {"decision_rule": rule, "reference_uncertainty": 0.1}
-        body = {"device_id": "rig-limit", "readings": readings, "spec_overrides": overrides}
+        body = {
+            "device_id": "rig-limit",
+            "readings": readings,
+            "decision_rule": rule,
+            "reference_uncertainty": 0.1,
+        }
         doc = run(system, "ds18b20", body)
+        assert doc["spec"]["decision_rule"] == rule
         assert doc["result"]["uncertainty"]["components"][0]["basis"].endswith("(stated)")
         verdicts[rule] = doc["verdict"]
     assert verdicts == {"simple": "pass", "guarded": "suspect"}
@@ -394,7 +399,7 @@ def test_list_tests_filters_and_paginates(system):
     device = f"list-{uuid.uuid4().hex[:8]}"
     ids = [
         run(system, "temperature", {"device_id": device, "simulate": {"faults": faults}})["test_id"]
-        for faults in ([], ["spikes"], [])
+        for faults in ([], ["bias"], [])  # bias always fails (spikes may be only suspect)
     ]
     page = get(system, "/tests", params={"device_id": device, "limit": 2}).json()
     assert [i["test_id"] for i in page["items"]] == ids[::-1][:2]

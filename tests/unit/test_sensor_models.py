@@ -183,3 +183,25 @@ def test_finite_replaces_non_finite_floats():
     """Results are made JSON-safe: NaN and infinities become None at any depth."""
     doc = {"a": math.nan, "b": [1.0, math.inf, {"c": -math.inf}], "d": "x", "e": 2}
     assert finite(doc) == {"a": None, "b": [1.0, None, {"c": None}], "d": "x", "e": 2}
+
+
+def test_decision_rule_and_reference_uncertainty_fold_into_the_spec_overrides():
+    """Issue 13's request fields reach the spec (and so the stored job) as overrides."""
+    raw = (
+        b'{"device_id": "rig", "readings": {"values": [1, 2, 3]},'
+        b' "decision_rule": "simple", "reference_uncertainty": 0.05,'
+        b' "spec_overrides": {"tol_abs": 0.4}}'
+    )
+    parsed = parse_test_request(raw, "ds18b20", max_readings=10)
+    assert parsed.request.analysis_overrides() == {
+        "tol_abs": 0.4,
+        "decision_rule": "simple",
+        "reference_uncertainty": 0.05,
+    }
+    assert parse_test_request(b"{}", "ds18b20", max_readings=10).request.analysis_overrides() == {}
+    other = parse_test_request(raw.replace(b"simple", b"guarded"), "ds18b20", max_readings=10)
+    assert other.fingerprint != parsed.fingerprint
+    with pytest.raises(ServiceError):
+        parse_test_request(b'{"decision_rule": "lenient"}', "ds18b20", max_readings=10)
+    with pytest.raises(ServiceError):
+        parse_test_request(b'{"reference_uncertainty": -1}', "ds18b20", max_readings=10)

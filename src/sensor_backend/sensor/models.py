@@ -47,7 +47,7 @@ from pydantic import (
 
 from sensor_backend.core.errors import BadRequest, ServiceError
 from sensor_backend.sensor.simulate import DEFAULT_N, Fault, FaultKind
-from sensor_backend.sensor.specs import SensorSpec
+from sensor_backend.sensor.specs import DecisionRule, SensorSpec
 
 MAX_FAULTS = 20
 MAX_REPORTED_ERRORS = 20
@@ -188,6 +188,24 @@ class TestRequest(BaseModel):
     spec_overrides: dict[str, Any] = Field(
         default_factory=dict, max_length=40, json_schema_extra=_overrides_schema
     )
+    # Issue 13: how the accuracy test is judged (ILAC-G8) and the reference's uncertainty
+    # (GUM); None keeps the sensor type's (guarded; tol_abs / 4 at k = 2).
+    decision_rule: DecisionRule | None = Field(
+        default=None, description="ILAC-G8 rule: guarded (w = U, the default) or simple"
+    )
+    reference_uncertainty: float | None = Field(
+        default=None,
+        ge=0,
+        description="expanded uncertainty (k=2) of the reference, in the sensor type's unit",
+    )
+
+    def analysis_overrides(self) -> dict[str, Any]:
+        """``spec_overrides`` with the decision rule and reference uncertainty folded in."""
+        extra: dict[str, Any] = {
+            "decision_rule": self.decision_rule,
+            "reference_uncertainty": self.reference_uncertainty,
+        }
+        return {**self.spec_overrides, **{k: v for k, v in extra.items() if v is not None}}
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:

@@ -117,7 +117,7 @@ class SensorService:
         """Store an accepted test (or find its Idempotency-Key twin) and wake the workers."""
         request = parsed.request
         base, _ = await self.catalog.resolve(sensor_type)
-        spec = apply_overrides(base, request.spec_overrides)
+        spec = apply_overrides(base, request.analysis_overrides())
         common: dict[str, Any] = {
             "sensor_type": base.name,
             "spec": spec.model_dump(mode="json"),
