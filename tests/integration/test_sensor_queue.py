@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from importlib.resources import files
 
 import numpy as np
@@ -236,3 +237,82 @@ async def test_outbox_claims_are_disjoint_and_leased(db):
     again = await outbox.claim("r3", 10)
     assert [r.seq for r in again] == [first[0].seq]
     assert again[0].attempts == 2
+
+
+async def _completed_outbox(db, count):
+    ids = await submit_many(db, count)
+    queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
+    for _ in ids:
+        assert await queue.complete(await queue.claim("w"), OUTCOME)
+
+    async def sizes(conn):
+        return await conn.fetch("SELECT octet_length(event::text) AS n FROM outbox ORDER BY seq")
+
+    return [row["n"] for row in await db.run(sizes)]
+
+
+async def test_outbox_claims_are_bounded_by_bytes_and_always_take_the_oldest(db):
+    """Outbox claims fit the batch byte limit, but always take the oldest row.
+
+    The limit is on the JSON array of the events; a bound smaller than one event still
+    claims that one, so an oversized event cannot block the outbox.
+    """
+    sizes = await _completed_outbox(db, 8)
+    outbox = Outbox(db, lease_s=30)
+    # Room for exactly three events framed as an array: "[" e1 "," e2 "," e3 "]".
+    bound = sum(sizes[:3]) + 4
+    first = await outbox.claim("r1", 10, max_bytes=bound)
+    assert len(first) == 3
+    assert [r.seq for r in first] == sorted(r.seq for r in first)
+    # The compact encoding the relay sends is never larger than the bound measured.
+    sent = 2 + sum(len(json.dumps(r.event, separators=(",", ":")).encode()) + 1 for r in first)
+    assert sent - 1 <= bound
+    alone = await outbox.claim("r2", 10, max_bytes=10)
+    assert len(alone) == 1
+    assert alone[0].seq == first[-1].seq + 1
+    rest = await outbox.claim("r3", 2, max_bytes=10_000_000)
+    assert len(rest) == 2  # the count bound
+
+
+async def test_outbox_dead_letters_replay_and_discard(db):
+    """Outbox dead letters: listed, inspected, replayed (record continued), discarded.
+
+    A dead row keeps its reason and status; replay makes it claimable again and a second
+    death continues its record; discard keeps the row as discarded, no longer listed.
+    """
+    await _completed_outbox(db, 2)
+    outbox = Outbox(db, lease_s=30)
+    [row, other] = await outbox.claim("r", 10)
+    await outbox.mark_dead(row.seq, "refused by the event service: 413 too large", status=413)
+    await outbox.mark_dead(other.seq, "refused by the event service: 422", status=422)
+    listed = await outbox.dead_letters(limit=1, before=None)
+    assert [d["id"] for d in listed] == [other.event_id]
+    older = await outbox.dead_letters(limit=5, before=listed[0]["cursor"])
+    assert [d["id"] for d in older] == [row.event_id]
+    assert (older[0]["status"], older[0]["times_dead"]) == (413, 1)
+    detail = await outbox.dead_letter(uuid.UUID(row.event_id))
+    assert detail is not None
+    assert detail["event"]["id"] == row.event_id
+    assert detail["where"] == "sensor-outbox"
+
+    assert await outbox.replay(uuid.UUID(row.event_id))
+    assert not await outbox.replay(uuid.UUID(row.event_id))  # pending now, not dead
+    [again] = await outbox.claim("r", 10)
+    assert again.seq == row.seq
+    await outbox.mark_dead(again.seq, "refused again: 413", status=413)
+    second = await outbox.dead_letter(uuid.UUID(row.event_id))
+    assert second is not None
+    assert (second["times_dead"], second["reason"]) == (2, "refused again: 413")
+
+    assert await outbox.discard(uuid.UUID(other.event_id), by="admin")
+    assert not await outbox.discard(uuid.UUID(other.event_id), by="admin")
+    assert [d["id"] for d in await outbox.dead_letters(limit=10, before=None)] == [row.event_id]
+    assert await outbox.dead_letter(uuid.UUID(other.event_id)) is None
+
+    async def discarded(conn):
+        return await conn.fetchrow(
+            "SELECT status, discarded_by FROM outbox WHERE seq = $1", other.seq
+        )
+
+    assert tuple(await db.run(discarded)) == ("discarded", "admin")
+    assert await outbox.dead_letter(uuid.UUID("00000000-0000-4000-8000-000000000000")) is None
