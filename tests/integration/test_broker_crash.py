@@ -115,9 +115,7 @@ def logged_ids(harness: Harness) -> list[str]:
 
 
 def stats(harness: Harness) -> dict:
-    return httpx.get(
-        f"{harness.url('events')}/stats", headers=harness.headers(), timeout=10
-    ).json()
+    return httpx.get(f"{harness.url('events')}/stats", headers=harness.headers(), timeout=10).json()
 
 
 def broker_status(harness: Harness) -> str:
@@ -192,3 +190,48 @@ def _scenario(harness: Harness) -> None:
     assert doc["dropped"] == 0
     # Everything confirmed: the journal empties once the consumer has stored it all.
     assert wait_for(lambda: stats(harness)["journal_depth"] == 0, 30), stats(harness)["journal"]
+
+
+def test_another_replicas_consumer_confirms_through_postgresql() -> None:
+    """Events the other replica's consumer stored are confirmed by asking PostgreSQL.
+
+    Two replicas share the consumer group, so the first replica's journal only empties if
+    it learns from the events table what the second one's consumer stored.
+    """
+    harness = Harness(
+        {"postgres", "broker", "auth", "events"}, offset_start=36500, replicas={"events": 2}
+    ).start()
+    try:
+        url = f"{harness.url('events')}/send-event"
+
+        # Both consumers must hold partitions before sending, or one may own them all.
+        def both_assigned() -> bool:
+            return all(
+                httpx.get(f"{harness.url(name)}/health", timeout=5).json()["consumer"]["partitions"]
+                for name in ("events", "events-2")
+            )
+
+        assert wait_for(both_assigned, 60)
+        batch = [
+            {
+                "id": str(uuid.uuid4()),
+                "source": "/replicas",
+                "type": "replica.check",
+                "subject": f"device-{i}",
+            }
+            for i in range(60)
+        ]
+        response = httpx.post(url, json=batch, headers=harness.headers(), timeout=20)
+        assert response.status_code == 201, response.text
+
+        def first_replica() -> dict:
+            return httpx.get(
+                f"{harness.url('events')}/stats", headers=harness.headers(), timeout=10
+            ).json()
+
+        assert wait_for(lambda: first_replica()["journal_depth"] == 0, 30), first_replica()
+        confirmer = first_replica()["journal"]["confirmer"]
+        assert confirmer["confirmed_from_database"] > 0, confirmer
+        assert confirmer["confirmed_by_consumer"] + confirmer["confirmed_from_database"] == 60
+    finally:
+        harness.close()

@@ -302,3 +302,30 @@ def test_publisher_notices_offsets_going_backwards() -> None:
     publisher._watch([6, 7], [_meta(1, 0), _meta(0, 14)])
     assert lost == [True]
     assert publisher.stats.offset_regressions == 1
+
+
+async def test_journal_metrics(journal: Journal, manual: ManualClock) -> None:
+    """/metrics shows the journal's rows by state, depth, oldest age and resends."""
+    from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
+
+    from sensor_backend.events.metrics import JournalCollector  # noqa: PLC0415
+
+    await journal.append(_items(range(3)))
+    await _produce_all(journal)
+    journal.resend_all()
+    await journal.append(_items([3]), claim=True)
+    manual.advance(4)
+    confirmer = Confirmer(journal, FakeStore())  # type: ignore[arg-type]
+    confirmer.stored(["k0"])
+    registry = CollectorRegistry()
+    registry.register(JournalCollector(SimpleNamespace(journal=journal, confirmer=confirmer)))  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    for line in (
+        'events_journal_rows{state="pending"} 2.0',
+        'events_journal_rows{state="inflight"} 1.0',
+        "events_journal_depth 3.0",
+        "events_journal_oldest_unconfirmed_age_seconds 4.0",
+        "events_journal_resend_rounds_total 1.0",
+        'events_journal_confirmed_total{path="consumer"} 1.0',
+    ):
+        assert line in text, text

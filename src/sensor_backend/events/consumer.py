@@ -78,6 +78,7 @@ class EventConsumer:
         self.consumed = 0
         self.stored_new = 0
         self.lag: int | None = None
+        self.partitions: list[int] = []  # assigned to this member of the group
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._reset = False
@@ -179,6 +180,7 @@ class EventConsumer:
             await consumer.commit()
             self.consumed += len(rows)
             self.status = "up"
+        self.partitions = sorted(tp.partition for tp in consumer.assignment())
         self.lag = await self._lag(consumer)
 
     @staticmethod
@@ -199,6 +201,7 @@ class EventConsumer:
             "consumed": self.consumed,
             "stored_new": self.stored_new,
             "lag": self.lag,
+            "partitions": self.partitions,
             "resets": self.resets,
             "last_error": self.last_error,
         }
