@@ -330,11 +330,12 @@ ROWS: list[tuple[str, list[tuple[str, str, str, list[tuple[str, str]], str]]]] =
                 [
                     (f"sum(rate(events_journal_reproduced_total[{RI}]))", "produced again"),
                     (
-                        f"sum by (reason) (rate(sensor_outbox_delivery_failures_total[{RI}]))",
-                        "outbox retry: {{reason}}",
+                        f"sum(rate(events_journal_resend_rounds_total[{RI}]))",
+                        "broker found empty (resend all)",
                     ),
                 ],
-                "After broker loss or an unconfirmed event; harmless (dedup on the event id).",
+                "After broker loss or an unconfirmed event; harmless (dedup on the event id). "
+                "Outbox retries by reason: sensor_outbox_delivery_failures_total (once any).",
             ),
         ],
     ),

@@ -207,3 +207,18 @@ def test_missing_binary_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMETHEUS_BIN", "/nonexistent/prometheus")
     assert observability.prometheus_binary() is None
     assert "prometheus" in observability.missing_message()
+
+
+def test_up_observability_without_prometheus_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sensor_backend.launcher import cli  # noqa: PLC0415 - rich console at import
+
+    monkeypatch.setenv("PROMETHEUS_BIN", "/nonexistent/prometheus")
+    monkeypatch.setenv("COLUMNS", "200")
+    args = cli.build_parser().parse_args(["up", "--observability", "--data-dir", "/tmp/x"])  # noqa: S108
+    assert args.observability
+    assert cli.wants_observability(args) is False
+    assert "Prometheus not found" in capsys.readouterr().err
+    args = cli.build_parser().parse_args(["up", "--data-dir", "/tmp/x"])  # noqa: S108
+    assert cli.wants_observability(args) is False
