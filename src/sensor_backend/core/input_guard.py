@@ -134,6 +134,11 @@ def request_line_problem(scope: Scope) -> UnsafeInputError | None:
     return error or _header_problem(scope.get("headers", []))
 
 
+def _printable(key: str) -> str:
+    """A key as the error names it: the refused characters escaped, never echoed raw."""
+    return _UNSAFE_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", key)
+
+
 @dataclass(frozen=True, slots=True)
 class _NonFinite:
     literal: str
@@ -146,8 +151,8 @@ def _walk(doc: Any, path: str) -> Iterator[tuple[str, Any]]:  # noqa: ANN401 - a
         where, node = stack.pop()
         if isinstance(node, dict):
             for key, value in reversed(node.items()):
-                yield f"{where}.{key}", key
-                stack.append((f"{where}.{key}", value))
+                yield f"{where}.{_printable(key)}", key
+                stack.append((f"{where}.{_printable(key)}", value))
         elif isinstance(node, list):
             stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(node))))
         else:
