@@ -86,8 +86,22 @@ def text_problem(text: str) -> str | None:
     return "must not contain NUL" if found.group() == "\x00" else "contains a lone surrogate"
 
 
+def _is_clean(raw: bytes) -> bool:
+    """True when a whole query string or form body is NUL-free UTF-8 once decoded."""
+    if raw.isascii() and b"%" not in raw:
+        return b"\x00" not in raw
+    try:
+        text = unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return _UNSAFE_TEXT.search(text) is None
+
+
 def _decoded(raw: bytes, *, form: bool) -> tuple[str | None, str | None]:
     """(text, problem) of one percent-encoded URL component."""
+    if raw.isascii() and b"%" not in raw and b"\x00" not in raw:
+        # The common case, without a decode: plain ASCII is valid UTF-8 and NUL-free.
+        return raw.decode("ascii"), None
     data = unquote_to_bytes(raw.replace(b"+", b" ") if form else raw)
     try:
         text = data.decode("utf-8")
@@ -98,6 +112,8 @@ def _decoded(raw: bytes, *, form: bool) -> tuple[str | None, str | None]:
 
 def _pairs_problem(raw: bytes, prefix: str) -> UnsafeInputError | None:
     """The first unsafe name or value of ``a=1&b=2`` (a query string or a form body)."""
+    if _is_clean(raw):
+        return None  # one decode for the common case; pair by pair only to name the field
     for pair in raw.split(b"&"):
         if not pair:
             continue
@@ -113,6 +129,8 @@ def _pairs_problem(raw: bytes, prefix: str) -> UnsafeInputError | None:
 
 def _header_problem(headers: list[tuple[bytes, bytes]]) -> UnsafeInputError | None:
     for key, value in headers:
+        if value.isascii() and b"\x00" not in value:
+            continue  # the common case: ASCII is valid UTF-8
         try:
             text = value.decode("utf-8")
         except UnicodeDecodeError:
