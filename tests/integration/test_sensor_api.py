@@ -21,6 +21,8 @@ from sensor_backend.sensor.app import build_app
 from sensor_backend.sensor.settings import SensorSettings
 from sensor_backend.sensor.simulate import simulate
 from sensor_backend.sensor.specs import BUILTIN_SPECS, get_spec
+from sensor_backend.validation.api import Client
+from sensor_backend.validation.score import cases, tally, verdict_of
 
 pytestmark = pytest.mark.integration
 RELAY_PASSWORD = "relay-password-for-tests"  # noqa: S105 - a test fixture's password
@@ -317,7 +319,8 @@ def test_idempotency_keys_belong_to_their_caller(system, user_headers):
     ("content", "status", "field"),
     [
         (b"{not json", 400, None),
-        (b'{"device_id": "d", "readings": {"values": [1, NaN]}}', 422, "readings.values"),
+        # NaN is no JSON number: the input guard at the edge refuses it, naming the element.
+        (b'{"device_id": "d", "readings": {"values": [1, NaN]}}', 422, "body.readings.values[1]"),
         (b'{"device_id": "d", "readings": {"values": [1, 1e999]}}', 422, "readings.values"),
         (b'{"device_id": "d", "readings": {"values": ["1"]}}', 422, "readings.values"),
         (b'{"device_id": "d", "readings": {"values": [1, 2], "reference": [1]}}', 422, "readings"),
@@ -590,3 +593,14 @@ def test_health_and_metrics(system):
         "sensor_outbox_delivered_total",
     ):
         assert name in metrics
+
+
+def test_a_corpus_slice_scored_through_the_api_matches_the_engine(system):
+    """The validation corpus through POST /test: same verdicts as analyse(), targets met."""
+    corpus = cases(["sht31_humidity", "bme280_pressure"], seeds=[7], healthy_seeds=[7], n=300)
+    corpus = [c for c in corpus if c.severity in {0.0, 2.0}]
+    token = system.headers()["Authorization"].removeprefix("Bearer ")
+    verdicts = Client(f"{system.url('sensor')}/test", token).verdicts(corpus, workers=4)
+    assert verdicts == [verdict_of(c) for c in corpus]
+    score = tally(zip(corpus, verdicts, strict=True))
+    assert (score.missed, score.healthy_fail, score.healthy_suspect) == ([], [], [])

@@ -48,15 +48,22 @@ class Points:
     """Means over consecutive blocks of ``m`` readings (the last block may be shorter)."""
 
     m: int
+    starts: Indices
     counts: Floats
     err: Floats
     ref: Floats
     x: Floats
     steady: NDArray[np.bool_]  # the reference did not move beyond the lag allowance
+    t: Floats  # mean time of each point
 
 
-def points(
-    err: Floats, ref: Floats, x: Floats | None, moving: NDArray[np.bool_] | None, m: int
+def points(  # noqa: PLR0917 - the series, then how to cut it
+    err: Floats,
+    ref: Floats,
+    x: Floats | None,
+    moving: NDArray[np.bool_] | None,
+    m: int,
+    t: Floats,
 ) -> Points:
     """Point means; ``x`` None means x = ref + err (its means are then theirs summed)."""
     n = err.size
@@ -71,7 +78,8 @@ def points(
     e_p = np.add.reduceat(err, starts) / counts
     r_p = np.add.reduceat(ref, starts) / counts
     x_p = r_p + e_p if x is None else np.add.reduceat(x, starts) / counts
-    return Points(m, counts, e_p, r_p, x_p, steady)
+    t_p = np.add.reduceat(t, starts) / counts
+    return Points(m, starts, counts, e_p, r_p, x_p, steady, t_p)
 
 
 def assess(

@@ -75,6 +75,8 @@ STEADY_BAND = 0.1  # lag band under this fraction of the tolerance: the referenc
 # fraction of dr (a gain error, judged by the accuracy test) without being a spike or a step.
 GAIN_ALLOWANCE = 0.02
 STEP_TOLERANCES = 2.0  # a reference step is a jump over this many tolerances in one reading
+DRIFT_POINTS_FROM = 1000  # readings from which drift is fitted on point means
+COLLINEAR = 0.01  # 1 - corr(t, ref)^2 below this: time and reference cannot be separated
 POINT_CHECKS = (
     *("gross_range", "spike", "rate_of_change", "flat_line", "gap", "saturation"),
     "attenuated_signal",
@@ -205,9 +207,10 @@ class _Reference:
         moving = None
         if self.band is not None:
             moving = (self.band[1] - self.band[0]) > STEADY_BAND * self.tol_min
+        self.moving = moving  # readings inside a response transition (None: never)
         # Without a lag band the error is x - ref, so x's point means are ref's plus e's.
         self.points = acc.points(
-            self.err, ref, x if self.band is not None else None, moving, acc.POINT_READINGS
+            self.err, ref, x if self.band is not None else None, moving, acc.POINT_READINGS, t
         )
 
     def d_ref(self, idx: Indices) -> Floats:
@@ -359,6 +362,61 @@ def _response(
     return check, ResponseTime(tau, t90, measured)
 
 
+def _drift_fit(
+    spec: SensorSpec,
+    r: _Reference,
+    t: Floats,
+    centred: tuple[Floats, float],
+    mask: NDArray[np.bool_] | None,
+) -> tuple[float, float, int] | str:
+    """(slope per hour, its standard error, dof) of the error over time, or why not.
+
+    Readings inside a response transition (the lag band wider than a tenth of the tolerance)
+    are left out. Where the reference moves, the error is fitted on time *and* level, so a gain
+    error (error growing with the level) is not taken for drift; if the reference moves in
+    step with time (a ramp), the two cannot be told apart and drift is not judged. Long
+    series are fitted on point means (blocks of readings), short ones reading by reading.
+    """
+    q_floor = spec.resolution / math.sqrt(12.0)
+    # Readings in a response transition carry the lag allowance, not the error: left out.
+    if r.moving is not None:
+        mask = ~r.moving if mask is None else mask & ~r.moving
+        if np.count_nonzero(mask) < DRIFT_MIN_READINGS:
+            return "too few readings outside response transitions"
+    if r.err.size >= DRIFT_POINTS_FROM:
+        pts = r.points
+        keep = None if mask is None else ~np.logical_or.reduceat(~mask, pts.starts)
+        tt, yy, rr = pts.t, pts.err, pts.ref
+        if keep is not None:
+            if np.count_nonzero(keep) < MIN_READINGS:
+                return "too few points outside response transitions"
+            tt, yy, rr = tt[keep], yy[keep], rr[keep]
+        tc, sxx = _centre(tt)
+        q_floor /= math.sqrt(pts.m)
+    else:
+        tc, sxx = centred if mask is None else _centre(t[mask])
+        yy = r.err if mask is None else r.err[mask]
+        rr = r.ref if mask is None else r.ref[mask]
+    n = yy.size
+    if float(rr.max() - rr.min()) <= r.tol_min:  # a steady reference: time alone
+        fit = _linfit(tc, sxx, yy, q_floor)
+        if fit is None:
+            return "too few readings"
+        return fit[0] * 3600.0, fit[2] * 3600.0, max(n - 2, 1)
+    rc = rr - rr.mean()
+    yc = yy - yy.mean()
+    srr, str_ = float(rc @ rc), float(tc @ rc)
+    det = sxx * srr - str_ * str_
+    if n < 4 or det <= COLLINEAR * sxx * srr:  # noqa: PLR2004
+        return "the reference moves in step with time: drift cannot be told from a gain error"
+    sty, sry = float(tc @ yc), float(rc @ yc)
+    slope = (srr * sty - str_ * sry) / det
+    gain = (sxx * sry - str_ * sty) / det
+    sse = max(float(yc @ yc) - slope * sty - gain * sry, 0.0)
+    stderr = math.sqrt(max(sse / (n - 3), q_floor**2) * srr / det)
+    return slope * 3600.0, stderr * 3600.0, n - 3
+
+
 @dataclass(slots=True)
 class _ReferenceFigures:
     checks: dict[str, CheckResult] = field(default_factory=dict)
@@ -392,17 +450,17 @@ def _judge(
     out.checks["accuracy"], out.accuracy, out.budget, out.decision = acc.assess(
         spec, r.err, r.points, (r.abs_err, r.max_abs_err, r.outside), sigma
     )
-    fit = None
     kept = n if mask is None else int(np.count_nonzero(mask))
-    if kept >= DRIFT_MIN_READINGS:
-        tcm, sxxm = centred if mask is None else _centre(t[mask])
-        y = r.err if mask is None else r.err[mask]
-        fit = _linfit(tcm, sxxm, y, spec.resolution / math.sqrt(12.0))
-    if fit is None:
-        out.checks["drift"] = qc.not_evaluated("drift", n, f"needs {DRIFT_MIN_READINGS} readings")
+    if kept < DRIFT_MIN_READINGS:
+        why = f"needs {DRIFT_MIN_READINGS} readings"
+        out.checks["drift"] = qc.not_evaluated("drift", n, why)
     else:
-        out.drift_h, out.drift_se = fit[0] * 3600.0, fit[2] * 3600.0
-        out.checks["drift"] = qc.drift(spec, out.drift_h, out.drift_se, max(kept - 2, 1))
+        fit = _drift_fit(spec, r, t, centred, mask)
+        if isinstance(fit, str):
+            out.checks["drift"] = qc.not_evaluated("drift", n, fit)
+        else:
+            out.drift_h, out.drift_se, dof = fit
+            out.checks["drift"] = qc.drift(spec, out.drift_h, out.drift_se, dof)
     out.checks["response_time"], out.response = _response(spec, x, r, t)
     out.calibration = calibrate(
         r.points,

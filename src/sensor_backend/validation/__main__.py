@@ -7,8 +7,9 @@ import sys
 import time
 
 from sensor_backend.sensor.specs import BUILTIN_SPECS
+from sensor_backend.validation.api import Client
 from sensor_backend.validation.corpus import N
-from sensor_backend.validation.score import run, table
+from sensor_backend.validation.score import cases, table, tally, verdict_of
 
 
 def main() -> int:
@@ -18,11 +19,18 @@ def main() -> int:
     parser.add_argument("--sensor", action="append", help="only this type (repeatable)")
     parser.add_argument("--n", type=int, default=N, help="readings per series")
     parser.add_argument("--list", action="store_true", help="list misses and false alarms")
+    parser.add_argument("--url", help="score through the HTTP API: POST {url}/{sensor_type}")
+    parser.add_argument("--token", help="bearer token for --url")
     args = parser.parse_args()
     started = time.perf_counter()
-    score = run(
+    corpus = cases(
         args.sensor or sorted(BUILTIN_SPECS), range(args.seeds), range(args.healthy_seeds), args.n
     )
+    if args.url:
+        verdicts = Client(args.url.rstrip("/"), args.token or "").verdicts(corpus)
+    else:
+        verdicts = [verdict_of(c) for c in corpus]
+    score = tally(zip(corpus, verdicts, strict=True))
     out = [table(score)]
     if args.list:
         for label, items in (

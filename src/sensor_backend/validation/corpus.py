@@ -14,7 +14,8 @@ Stimuli: ``still`` (constant), ``ramp`` (a chamber ramp over 60 % of the operati
 5 °C/min for the Pt100), ``steps`` (set-point steps with dwells of at least 10 tau),
 ``dwell_and_step`` (a calibration sequence up and back down), ``sine`` (a slow sweep).
 
-Faults, each at a ``severity``: the largest error it adds, in multiples of the tolerance:
+Faults, each at a ``severity``: the largest error it adds, in multiples of the datasheet
+tolerance where it adds it (SCD41's ±(40 ppm + 5 %) grows with the level):
 bias, gain (error at the span's ends), noise (2 sigma), drift (error at the end), spikes
 (magnitude), stuck_at (the output freezes while the reference moves this far), slow_response
 (extra lag error), and two whose size is not an error: dropouts (missing readings, in
@@ -165,7 +166,7 @@ class _Ctx:
     ref: Floats  # the true measurand
     t: Floats
     tau: float
-    size: float  # severity x the smallest tolerance
+    tol: Floats  # the datasheet tolerance at each reading (at the true value)
     severity: float
     rng: np.random.Generator
 
@@ -179,32 +180,32 @@ def _bias(c: _Ctx) -> _Out:
 
 
 def _gain(c: _Ctx) -> _Out:
-    if float(np.ptp(c.ref)) < c.size / max(c.severity, 1e-9):
+    if float(np.ptp(c.ref)) < float(c.tol.min()):
         return c.x, None, False  # no span (still air): a gain error is invisible
     pivot = float(c.ref.mean())
-    g = c.size / max(abs(float(c.ref.max()) - pivot), abs(float(c.ref.min()) - pivot))
+    g = c.severity / float((np.abs(c.ref - pivot) / c.tol).max())
     return c.x + g * (c.ref - pivot), None, True
 
 
 def _noise(c: _Ctx) -> _Out:
-    return c.x + c.rng.normal(0.0, c.size / 2.0, c.x.size), None, True
+    return c.x + c.rng.normal(0.0, 1.0, c.x.size) * c.severity * c.tol / 2.0, None, True
 
 
 def _drift(c: _Ctx) -> _Out:
-    return c.x + c.size * (c.t - c.t[0]) / (c.t[-1] - c.t[0]), None, True
+    return c.x + c.severity * c.tol * (c.t - c.t[0]) / (c.t[-1] - c.t[0]), None, True
 
 
 def _spikes(c: _Ctx) -> _Out:
     n = c.x.size
     idx = c.rng.choice(np.arange(5, n - 5, 7), size=max(3, n // 200), replace=False)
     y = c.x.copy()
-    y[idx] += c.size * c.rng.choice(np.array([-1.0, 1.0]), idx.size)
+    y[idx] += c.severity * c.tol[idx] * c.rng.choice(np.array([-1.0, 1.0]), idx.size)
     return y, None, True
 
 
 def _stuck(c: _Ctx) -> _Out:
     start = int(0.3 * c.x.size)
-    moved = np.flatnonzero(np.abs(c.ref[start:] - c.ref[start]) >= c.size)
+    moved = np.flatnonzero(np.abs(c.ref[start:] - c.ref[start]) >= c.severity * c.tol[start:])
     if moved.size == 0:
         return c.x, None, False  # the reference never moves that far while it is stuck
     y = c.x.copy()
@@ -230,7 +231,7 @@ def _saturation(c: _Ctx) -> _Out:
 
 
 def _slow(c: _Ctx) -> _Out:
-    """A time constant whose lag exceeds the datasheet's by ``size`` on this stimulus.
+    """A time constant whose lag exceeds the datasheet's by ``severity`` x the tolerance.
 
     The severity is measured against the lag the datasheet allows (tau63 of the spec), not
     against this unit's healthy lag: a sensor slower than healthy but within the datasheet is
@@ -240,7 +241,7 @@ def _slow(c: _Ctx) -> _Out:
     for factor in (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0):
         slow_tau = max(c.spec.response_tau_s or 0.0, c.spec.nominal_period_s) * factor
         slow = lag(c.ref, c.t, slow_tau)
-        if np.abs(slow - allowed).max() >= c.size:
+        if float((np.abs(slow - allowed) / c.tol).max()) >= c.severity:
             return c.x + slow - lag(c.ref, c.t, c.tau), None, True
     return c.x, None, False
 
@@ -277,8 +278,7 @@ def make_case(  # noqa: PLR0917 - the corpus coordinates, in their natural order
     keep = None
     applicable = True
     if fault != "healthy":
-        tmin = float(_tolerance(spec, truth).min())
-        ctx = _Ctx(spec, x, truth, t, tau, severity * tmin, severity, rng)
+        ctx = _Ctx(spec, x, truth, t, tau, _tolerance(spec, truth), severity, rng)
         x, keep, applicable = _FAULT_FNS[fault](ctx)
     x = np.clip(_quantise(x, spec.resolution), spec.range_min, spec.range_max)
     u_ref = spec.reference_expanded_uncertainty[0] / 2.0

@@ -20,8 +20,7 @@ from sensor_backend.validation.corpus import FAULTS, SCENARIOS, SEVERITIES, make
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from sensor_backend.sensor.specs import SensorSpec
-    from sensor_backend.validation.corpus import Scenario
+    from sensor_backend.validation.corpus import Case
 
 CAUGHT_FROM = 2.0  # severity (x tolerance) from which a fault must not pass
 
@@ -31,7 +30,7 @@ class Score:
     # (sensor, fault, severity) -> Counter of verdicts
     cells: dict[tuple[str, str, float], Counter[str]] = field(default_factory=dict)
     missed: list[str] = field(default_factory=list)  # faults >= 2x that passed
-    healthy_fail: list[str] = field(default_factory=list)
+    healthy_fail: list[str] = field(default_factory=list)  # labels of healthy cases
     healthy_suspect: list[str] = field(default_factory=list)
 
     def add(self, key: tuple[str, str, float], verdict: str) -> None:
@@ -56,40 +55,48 @@ class Score:
         }
 
 
-def _healthy(score: Score, spec: SensorSpec, scenario: Scenario, seeds: list[int], n: int) -> None:
-    for seed in seeds:
-        case = make_case(spec, scenario, "healthy", 0.0, seed, n)
-        verdict = analyse(spec, case.values, case.timestamps, case.reference).verdict
-        score.add((spec.name, "healthy", 0.0), verdict)
-        label = f"{spec.name}/{scenario}/seed {seed}"
-        if verdict == "fail":
-            score.healthy_fail.append(label)
-        elif verdict == "suspect":
-            score.healthy_suspect.append(label)
+def cases(
+    sensors: Iterable[str], seeds: Iterable[int], healthy_seeds: Iterable[int], n: int
+) -> list[Case]:
+    """Every applicable case of the corpus for ``sensors``; faulty cells use ``seeds``."""
+    out: list[Case] = []
+    faulty_seeds, ok_seeds = list(seeds), list(healthy_seeds)
+    for name, scenario in itertools.product(sensors, SCENARIOS):
+        spec = BUILTIN_SPECS[name]
+        out += [make_case(spec, scenario, "healthy", 0.0, seed, n) for seed in ok_seeds]
+        for fault, severity, seed in itertools.product(FAULTS, SEVERITIES, faulty_seeds):
+            case = make_case(spec, scenario, fault, severity, seed, n)
+            if case.applicable:
+                out.append(case)
+    return out
 
 
-def _faulty(score: Score, spec: SensorSpec, scenario: Scenario, seeds: list[int], n: int) -> None:
-    for fault, severity, seed in itertools.product(FAULTS, SEVERITIES, seeds):
-        case = make_case(spec, scenario, fault, severity, seed, n)
-        if not case.applicable:
-            continue
-        verdict = analyse(spec, case.values, case.timestamps, case.reference).verdict
-        score.add((spec.name, fault, severity), verdict)
-        if severity >= CAUGHT_FROM and verdict == "pass":
-            score.missed.append(f"{spec.name}/{scenario}/{fault} {severity:g}x/seed {seed}")
+def tally(items: Iterable[tuple[Case, str]]) -> Score:
+    """The confusion matrices of (case, verdict) pairs."""
+    score = Score()
+    for case, verdict in items:
+        score.add((case.sensor, case.fault, case.severity), verdict)
+        label = f"{case.sensor}/{case.scenario}/seed {case.seed}"
+        if case.fault == "healthy":
+            if verdict == "fail":
+                score.healthy_fail.append(label)
+            elif verdict == "suspect":
+                score.healthy_suspect.append(label)
+        elif case.severity >= CAUGHT_FROM and verdict == "pass":
+            score.missed.append(f"{label}: {case.fault} {case.severity:g}x")
+    return score
+
+
+def verdict_of(case: Case) -> str:
+    spec = BUILTIN_SPECS[case.sensor]
+    return analyse(spec, case.values, case.timestamps, case.reference).verdict
 
 
 def run(
     sensors: Iterable[str], seeds: Iterable[int], healthy_seeds: Iterable[int], n: int
 ) -> Score:
-    """Analyse every case of the corpus for ``sensors``; faulty cells use ``seeds``."""
-    score = Score()
-    faulty_seeds, ok_seeds = list(seeds), list(healthy_seeds)
-    for name in sensors:
-        for scenario in SCENARIOS:
-            _healthy(score, BUILTIN_SPECS[name], scenario, ok_seeds, n)
-            _faulty(score, BUILTIN_SPECS[name], scenario, faulty_seeds, n)
-    return score
+    """Analyse every case of the corpus for ``sensors`` with :func:`analyse` directly."""
+    return tally((c, verdict_of(c)) for c in cases(sensors, seeds, healthy_seeds, n))
 
 
 def table(score: Score) -> str:
