@@ -187,12 +187,14 @@ def _every_named_series_scraped(api: Prometheus) -> None:
 
 
 def test_real_prometheus_finds_every_series_named_by_rules_and_dashboard() -> None:
+    prom = layout.Component("prometheus", layout.Kind.PROMETHEUS, free_port())
     harness = Harness(
-        {"postgres", "broker", "auth", "sensor", "events", "gateway"}, offset_start=41000
+        {"postgres", "broker", "auth", "sensor", "events", "gateway"},
+        offset_start=41000,
+        env={"GATEWAY_PROMETHEUS_URL": prom.url},  # what `up --observability` sets
     )
     # The launcher's own path for `up --observability`: the supervisor writes the scrape
     # config for every service component and loads deploy/observability/rules.
-    prom = layout.Component("prometheus", layout.Kind.PROMETHEUS, free_port())
     harness.components.append(prom)
     harness.supervisor = Supervisor(harness.components, data_dir=harness.data_dir)
     started = time.monotonic()
@@ -212,6 +214,25 @@ def test_real_prometheus_finds_every_series_named_by_rules_and_dashboard() -> No
             for r in api.query('http_requests_total{job="gateway", method="POST"}')
         }
         assert "/test/sensor/{sensor_type}" in routes
+
+        # The console's SLO panel reads the recording rules through the gateway (recorded
+        # at the next evaluation, every 5 s, after the expressions had data).
+        def slo_doc() -> dict[str, Any]:
+            doc: dict[str, Any] = httpx.get(
+                f"{harness.url('gateway')}/console/api/slo", timeout=10
+            ).json()
+            return doc
+
+        wait_for(lambda: all(s["error_ratio_1h"] is not None for s in slo_doc()["slos"]), 15, 1)
+        slo = slo_doc()
+        assert slo["source"] == "prometheus"
+        assert slo["reachable"]
+        states = {s["name"]: s for s in slo["slos"]}
+        assert set(states) == {"test_submission", "test_completion", "events_delivery"}
+        for state in states.values():
+            assert state["error_ratio_1h"] is not None, state
+            assert state["status"] in {"ok", "burning", "burning fast"}, state
+        assert states["events_delivery"]["status"] == "ok"
     finally:
         harness.close()
     assert time.monotonic() - started < 90

@@ -169,11 +169,14 @@ def test_launcher_scrapes_every_replica() -> None:
     assert [c["labels"]["replica"] for c in jobs["sensor"]] == ["sensor", "sensor-2", "sensor-3"]
     assert [c["targets"] for c in jobs["auth"]] == [["127.0.0.1:8101"], ["127.0.0.1:8111"]]
     assert config["rule_files"] == ["/r/alerts.yml"]
+    # The console's SLO panel reads that Prometheus.
+    assert components[-1].env["GATEWAY_PROMETHEUS_URL"] == prom.url
 
 
 def test_no_prometheus_without_the_option() -> None:
     components = layout.plan(layout.LaunchOptions(data_dir=Path("/tmp/x")))  # noqa: S108
     assert all(c.kind is not layout.Kind.PROMETHEUS for c in components)
+    assert "GATEWAY_PROMETHEUS_URL" not in components[-1].env
 
 
 def test_committed_local_config_matches_the_default_layout() -> None:

@@ -25,6 +25,7 @@ from sensor_backend.gateway.health import GatewayHealth
 from sensor_backend.gateway.routes import EVENT_PATHS, openapi_paths, proxy_routes, router
 from sensor_backend.gateway.service_openapi import service_schemas
 from sensor_backend.gateway.settings import GatewaySettings
+from sensor_backend.gateway.slo import prime_submission_series, slo_router
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -150,10 +151,13 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(console_router)
     app.include_router(dead_letter_router)
+    app.include_router(slo_router)
+    prime_submission_series(ctx.metrics)
     app.router.routes.extend(templated(proxy_routes(gateway)))
     app.state.gateway = gateway
     app.state.guard = guard
     app.state.http = http
+    app.state.prometheus_url = settings.prometheus_url
 
     def add_proxied(schema: dict[str, Any]) -> None:
         schema["paths"].update(openapi_paths())

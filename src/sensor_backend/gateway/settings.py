@@ -62,6 +62,9 @@ class GatewaySettings(ServiceSettings):
     service_account_password: str = Field(
         default="", validation_alias=AliasChoices("SERVICE_ACCOUNT_PASSWORD")
     )
+    # A Prometheus with deploy/observability's rules: the console's SLO panel reads them
+    # (gateway/slo.py). Empty: the panel uses the gateway's own metrics.
+    prometheus_url: str = ""
 
     _split = field_validator(
         "auth_service_urls", "sensor_service_urls", "events_service_urls", mode="before"

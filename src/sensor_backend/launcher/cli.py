@@ -193,9 +193,11 @@ async def run_up(options: layout.LaunchOptions, timeout_s: float) -> int:
 def print_prometheus(components: list[layout.Component]) -> None:
     for comp in components:
         if comp.kind is layout.Kind.PROMETHEUS:
+            # Debian's package serves only the classic UI, under /classic/.
             console.print(
-                f"Prometheus: [bold]{comp.url}[/bold] (alerts: {comp.url}/alerts; "
-                "dashboard: import deploy/observability/grafana-dashboard.json into Grafana)"
+                f"Prometheus: [bold]{comp.url}[/bold] (graphs: /graph, alerts: /alerts, or "
+                "/classic/graph, /classic/alerts with Debian's package); Grafana dashboard: "
+                "deploy/observability/grafana-dashboard.json"
             )
 
 

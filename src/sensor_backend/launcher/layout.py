@@ -110,8 +110,11 @@ def plan(options: LaunchOptions) -> list[Component]:
         broker = Component("broker", Kind.BROKER, BROKER_PORT + off)
         components.append(broker)
         kafka = broker.url
+    prometheus_url = ""
     if options.observability:
-        components.append(Component("prometheus", Kind.PROMETHEUS, PROMETHEUS_PORT + off))
+        prometheus = Component("prometheus", Kind.PROMETHEUS, PROMETHEUS_PORT + off)
+        components.append(prometheus)
+        prometheus_url = prometheus.url
 
     ports = {
         svc: service_ports(svc, options.replicas.get(svc, 1), off)
@@ -136,9 +139,12 @@ def plan(options: LaunchOptions) -> list[Component]:
         for index, port in enumerate(ports[svc]):
             name = svc if index == 0 else f"{svc}-{index + 1}"
             components.append(_service(svc, name, port, shared_env, options.data_dir))
-    components.append(
-        _service("gateway", "gateway", BASE_PORTS["gateway"] + off, shared_env, options.data_dir)
+    gateway = _service(
+        "gateway", "gateway", BASE_PORTS["gateway"] + off, shared_env, options.data_dir
     )
+    if prometheus_url:  # the console's SLO panel reads the recording rules there
+        gateway.env["GATEWAY_PROMETHEUS_URL"] = prometheus_url
+    components.append(gateway)
     return components
 
 

@@ -275,6 +275,30 @@ async function refreshSystem() {
   $("map-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
 
+// ---- SLOs (GET /console/api/slo: Prometheus's recording rules, or the gateway's own metrics)
+const pct = (x, digits) => (x === null || x === undefined ? null : `${(x * 100).toFixed(digits)} %`);
+
+async function refreshSlo() {
+  const r = await api("/console/api/slo", { auth: false });
+  if (!r.ok) {
+    $("slo-source").textContent = `(unavailable: ${r.error})`;
+    return;
+  }
+  const doc = r.data;
+  $("slo-source").textContent = doc.source === "prometheus"
+    ? `(from Prometheus, last hour${doc.reachable ? "" : ": not answering"})`
+    : "(from the gateway's own counters since it started; run `sensor-backend up --observability` for all three)";
+  $("slo").tBodies[0].replaceChildren(...doc.slos.map((s) => {
+    const ratio = s.error_ratio_1h !== undefined ? s.error_ratio_1h : s.error_ratio;
+    const burn = s.burn_rate_1h === null || s.burn_rate_1h === undefined ? null : `${s.burn_rate_1h.toFixed(2)}×`;
+    const state = { ok: "healthy", burning: "degraded", "burning fast": "down", "no data": "unknown" }[s.status] || "unknown";
+    return h("tr", { title: `${s.description} (${s.window})` },
+      h("th", {}, s.name), h("td", {}, pct(s.objective, 1)), h("td", {}, pct(ratio, 3) ?? "—"),
+      h("td", {}, burn ?? "—"), h("td", {}, pct(s.budget_remaining, 1) ?? "—"),
+      h("td", { class: `state-${state}` }, s.status));
+  }));
+}
+
 // ---- event throughput -------------------------------------------------------------------
 async function refreshStats() {
   if (!session.token) return;
@@ -452,7 +476,9 @@ function init() {
   $("test-filters").addEventListener("submit", (e) => { e.preventDefault(); refreshTests(); });
   renderSession();
   refreshSystem();
+  refreshSlo();
   setInterval(refreshSystem, POLL_MS);
+  setInterval(refreshSlo, 5 * POLL_MS);
   setInterval(refreshStats, POLL_MS);
   setInterval(refreshTests, 5 * POLL_MS);
 }
