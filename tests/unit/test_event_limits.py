@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from pydantic import ValidationError
 
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
 from sensor_backend.core.cloudevents import CloudEvent
@@ -32,7 +33,10 @@ from sensor_backend.core.retry import RetryBudget
 from sensor_backend.core.service_client import ServiceClient
 from sensor_backend.core.service_token import ServiceTokenProvider
 from sensor_backend.core.spool import Spool, SpooledItem
+from sensor_backend.events.settings import EventsSettings
 from sensor_backend.gateway.event_queue import EventQueue
+from sensor_backend.gateway.settings import GatewaySettings
+from sensor_backend.sensor.settings import SensorSettings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -397,3 +401,14 @@ async def test_answers_a_retry_can_fix_keep_the_batch(
         await queue.forward(await queue.spool.peek(10))
     assert queue.dead_letters.count == 0
     assert queue.spool.depth == 2
+
+
+def test_every_hop_defaults_to_the_same_contract() -> None:
+    """Gateway, event service and sensor relay: one set of numbers unless tuned."""
+    hops = [GatewaySettings(), EventsSettings(), SensorSettings()]
+    assert {hop.event_limits() for hop in hops} == {EventLimits()}
+
+
+def test_a_contract_that_cannot_carry_one_maximal_event_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="must hold one maximal event"):
+        EventsSettings(max_event_bytes=2_000_000, max_body_bytes=1_000_000)
