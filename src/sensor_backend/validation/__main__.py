@@ -9,7 +9,7 @@ import time
 from sensor_backend.sensor.specs import BUILTIN_SPECS
 from sensor_backend.validation.api import Client
 from sensor_backend.validation.corpus import N
-from sensor_backend.validation.score import cases, table, tally, verdict_of
+from sensor_backend.validation.score import cases, summary, table, tally, verdict_of
 
 
 def main() -> int:
@@ -31,7 +31,7 @@ def main() -> int:
     else:
         verdicts = [verdict_of(c) for c in corpus]
     score = tally(zip(corpus, verdicts, strict=True))
-    out = [table(score)]
+    out = [summary(score), table(score)]
     if args.list:
         for label, items in (
             ("missed", score.missed),

@@ -99,6 +99,26 @@ def run(
     return tally((c, verdict_of(c)) for c in cases(sensors, seeds, healthy_seeds, n))
 
 
+def summary(score: Score) -> str:
+    """One line per sensor type: healthy verdicts, and faulty ones by severity."""
+    head = "| sensor | healthy | " + " | ".join(f"faults {s:g}x tol" for s in SEVERITIES) + " |"
+    lines = ["(pass / suspect / fail)\n", head, "|---" * (len(SEVERITIES) + 2) + "|"]
+    for name in sorted({k[0] for k in score.cells}):
+        cells = []
+        for fault, sevs in (("healthy", (0.0,)), *(("faulty", (s,)) for s in SEVERITIES)):
+            total: Counter[str] = Counter()
+            for key, c in score.cells.items():
+                if (
+                    key[0] == name
+                    and key[2] in sevs
+                    and (key[1] == "healthy") == (fault == "healthy")
+                ):
+                    total += c
+            cells.append(f"{total['pass']} / {total['suspect']} / {total['fail']}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(score: Score) -> str:
     """Markdown confusion matrices: one per sensor type, fault kind x severity."""
     lines: list[str] = []
