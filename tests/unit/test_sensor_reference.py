@@ -56,7 +56,8 @@ def test_tracking_a_10_hpa_step_sequence_passes_and_reports_response():
     assert cal.gain.value == pytest.approx(1.0, abs=1e-4)
     assert cal.hysteresis.value is not None
     assert cal.hysteresis.value < 0.01
-    assert cal.repeatability.value is not None
+    # 1010 and 1020 hPa are visited twice, but from opposite sides: not a repeat.
+    assert cal.repeatability.why is not None
 
 
 def test_tracking_a_slow_sine_sweep_with_the_datasheet_lag_passes():
@@ -257,3 +258,29 @@ def test_without_a_reference_the_mode_is_values():
     assert result.mode == "values"
     assert result.checks["attenuated_signal"].flag == NOT_EVALUATED
     assert result.decision is None
+
+
+def test_hysteresis_and_repeatability_of_a_dwell_and_step_sequence():
+    """Up and down the same set points twice, reading 0.1 °C low on the way down.
+
+    Hysteresis is ~0.1 °C; repeatability (same set point, same direction) is near the noise
+    of a set point's mean, not the hysteresis.
+    """
+    spec = get_spec("pt100_class_b")
+    levels = [0.0, 25.0, 50.0, 75.0, 100.0, 75.0, 50.0, 25.0, 0.0]
+    ref = np.repeat(levels * 2, 100)
+    t = np.arange(ref.size, dtype=float)
+    x = tracking(spec, ref, t, sigma=0.005)
+    # Approached from above: the last change of the reference was downwards.
+    change = np.flatnonzero(np.diff(ref)) + 1
+    last = np.zeros(ref.size, dtype=int)
+    last[change] = change
+    last = np.maximum.accumulate(last)
+    falling = (last > 0) & (ref < ref[np.maximum(last - 1, 0)])
+    x[falling] -= 0.1
+    result = analyse(spec, x, t, ref)
+    cal = result.calibration
+    assert cal is not None
+    assert cal.hysteresis.value == pytest.approx(0.1, abs=0.02)
+    assert cal.repeatability.value is not None
+    assert cal.repeatability.value < 0.01

@@ -150,7 +150,8 @@ def _gap(
         return qc.not_evaluated("gap", n, why), None, np.full(n, NOT_EVALUATED, np.uint8)
     period = spec.nominal_period_s
     flags = qc.time_gap(intervals, period, GAP_SUSPECT_FACTOR, GAP_FAIL_FACTOR)
-    ratio = intervals[flags[1:] > PASS] / period
+    late = np.flatnonzero(flags[1:] > PASS)  # uint8: cheap, and usually empty
+    ratio = intervals[late] / period
     missing = int(np.maximum(np.rint(ratio) - 1, 0).sum())
     fraction = missing / (n + missing)
     disordered = bool(intervals.size and intervals.min() <= 0)

@@ -8,7 +8,7 @@
 * hysteresis: largest difference of the mean error at the same reference level between
   rising and falling approaches.
 * repeatability: pooled standard deviation of the mean error over repeated visits (dwells) of
-  the same set point.
+  the same set point from the same direction (so hysteresis is not counted twice).
 * Allan deviation of the error (overlapping ADEV, IEEE Std 1139 / SENSOR_SPECS.md): its
   minimum is the best averaging time; its slope separates white noise (-1/2) from drift (+1).
 
@@ -35,6 +35,7 @@ MIN_SPAN_TOLERANCES = 2.0  # a gain needs the reference to span this many tolera
 MIN_VISIT = 2  # points (of POINT_READINGS readings) in a dwell to count as a visit
 ADEV_MIN_READINGS = 16
 ADEV_MAX_POINTS = 1 << 16  # longer series are block-averaged first (see allan_deviation)
+MAX_POINTS = 1 << 14  # offset, gain, linearity, hysteresis, repeatability: at most this many
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +114,11 @@ def _hysteresis(
     return Figure(float(diff[k]), at=at)
 
 
-def _repeatability(ref: Floats, err: Floats, steady: NDArray[np.bool_], width: float) -> Figure:
-    level = _levels(ref, width)
+def _repeatability(
+    ref: Floats, err: Floats, steady: NDArray[np.bool_], direction: NDArray[np.int8], width: float
+) -> Figure:
+    """Pooled spread of visit means at the same set point, approached the same way."""
+    level = _levels(ref, width) * 3 + direction  # same level and approach (hysteresis apart)
     new_visit = np.ones(ref.size, dtype=bool)
     new_visit[1:] = (level[1:] != level[:-1]) | ~steady[1:] | ~steady[:-1]
     visit = np.cumsum(new_visit) - 1
@@ -135,26 +139,31 @@ def _repeatability(ref: Floats, err: Floats, steady: NDArray[np.bool_], width: f
     level_mean = np.repeat(sums / count, count)
     ss = np.add.reduceat((mv - level_mean) ** 2, start)[rep]
     dof = (count[rep] - 1).sum()
-    return Figure(math.sqrt(float(ss.sum()) / float(dof)), at=float(uniq[rep][0] * width))
+    at = float(np.floor_divide(uniq[rep][0] + 1, 3) * width)
+    return Figure(math.sqrt(float(ss.sum()) / float(dof)), at=at)
 
 
 def allan_deviation(
-    err: Floats, period: float, tau1_adev: float | None = None
+    err: Floats, period: float, tau1_adev: float | None = None, pts: Points | None = None
 ) -> tuple[AllanPoint, ...]:
     """Overlapping Allan deviation of ``err`` at octave averaging times (n >= 16).
 
-    Long series are first averaged over blocks of ``k`` readings (a power of two, so that at
-    most ``ADEV_MAX_POINTS`` remain): averaging times from ``k`` periods on are exact, the
-    shorter ones but the first are skipped; the first (one period) is ``tau1_adev`` when given
-    (sqrt(1/2 mean(d^2)) of the first differences d, which the noise estimate already has).
+    Long series are first averaged over blocks of ``k`` readings (the accuracy test's points
+    when given, else a power of two so that at most ``ADEV_MAX_POINTS`` remain): averaging
+    times from ``k`` periods on are exact, the shorter ones but the first are skipped; the
+    first (one period) is ``tau1_adev`` when given (sqrt(1/2 mean(d^2)) of the first
+    differences d, which the noise estimate already has).
     """
     n = err.size
     if n < ADEV_MIN_READINGS:
         return ()
     k = 1
-    while n // k > ADEV_MAX_POINTS:
-        k *= 2
-    y = err[: n - n % k].reshape(-1, k).mean(axis=1) if k > 1 else err
+    if pts is not None and n > ADEV_MAX_POINTS and pts.m > 1:
+        k, y = pts.m, pts.err[: n // pts.m]  # whole blocks only: the accuracy test's points
+    else:
+        while n // k > ADEV_MAX_POINTS:
+            k *= 2
+        y = err[: n - n % k].reshape(-1, k).mean(axis=1) if k > 1 else err
     c = np.concatenate(([0.0], np.cumsum(y - y.mean())))
     out = [AllanPoint(period, tau1_adev)] if k > 1 and tau1_adev is not None else []
     m = 1
@@ -179,6 +188,31 @@ def _direction(ref: Floats, threshold: float) -> NDArray[np.int8]:
     return np.where(last >= 0, sign[np.maximum(last, 0)], 0).astype(np.int8)
 
 
+def _coarse(pts: Points) -> Points:
+    """Long series: merge points (k at a time) so at most ``MAX_POINTS`` remain."""
+    k = -(-pts.err.size // MAX_POINTS)
+    if k <= 1:
+        return pts
+    starts = np.arange(0, pts.err.size, k)
+    counts = np.add.reduceat(pts.counts, starts)
+
+    def mean(y: Floats) -> Floats:
+        out: Floats = np.add.reduceat(y * pts.counts, starts) / counts
+        return out
+
+    steady = np.logical_and.reduceat(pts.steady, starts)
+    return type(pts)(
+        pts.m * k,
+        pts.starts[starts],
+        counts,
+        mean(pts.err),
+        mean(pts.ref),
+        mean(pts.x),
+        steady,
+        mean(pts.t),
+    )
+
+
 def calibrate(
     pts: Points,
     err: Floats,
@@ -189,6 +223,8 @@ def calibrate(
     tau1_adev: float | None,
 ) -> Calibration:
     """Every figure from point means ``pts`` (Allan deviation: from the readings' ``err``)."""
+    adev_points = pts
+    pts = _coarse(pts)
     steady = pts.steady
     rs, xs, es = pts.ref[steady], pts.x[steady], pts.err[steady]
     offset, gain, a, g = _fit(rs, xs, u_ref, MIN_SPAN_TOLERANCES * tolerance)
@@ -199,11 +235,12 @@ def calibrate(
         dev = np.abs(xs - (a + g * rs))
         k = int(np.argmax(dev))
         linearity = Figure(float(dev[k]), at=float(rs[k]))
-    direction = _direction(pts.ref, tolerance / 10.0)[steady]
+    approach = _direction(pts.ref, tolerance / 10.0)
+    direction = approach[steady]
     base = int(np.floor(float(rs.min()) / width)) if rs.size else 0
     hysteresis = _hysteresis(rs, es, direction, width, base) if rs.size else _not("no data")
-    repeatability = _repeatability(pts.ref, pts.err, steady, width)
-    adev = allan_deviation(err, period, tau1_adev)
+    repeatability = _repeatability(pts.ref, pts.err, steady, approach, width)
+    adev = allan_deviation(err, period, tau1_adev, adev_points)
     if adev:
         best = min(adev, key=lambda p: p.adev)
         allan_min = Figure(best.adev, at=best.tau_s)

@@ -129,7 +129,7 @@ class AnalysisResult:
     stats: Stats
     accuracy: Accuracy | None
     noise_rms: float | None
-    noise_method: str | None  # "detrended_error" (with reference) or "first_difference"
+    noise_method: str | None  # "first_difference" (of the error, or of the values)
     drift_per_hour: float | None
     drift_stderr_per_hour: float | None
     saturation_count: int
