@@ -225,3 +225,21 @@ def test_up_observability_without_prometheus_says_so(
     assert "Prometheus not found" in capsys.readouterr().err
     args = cli.build_parser().parse_args(["up", "--data-dir", "/tmp/x"])  # noqa: S108
     assert cli.wants_observability(args) is False
+
+
+def test_compose_overlay_matches_the_compose_spec() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(OBS / "docker-compose.observability.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
