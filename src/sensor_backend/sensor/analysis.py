@@ -41,7 +41,6 @@ from sensor_backend.sensor.qc import GAP_FAIL_FACTOR, GAP_SUSPECT_FACTOR
 from sensor_backend.sensor.results import (
     DATASHEET,
     FAIL,
-    MISSING,
     NOT_EVALUATED,
     PASS,
     RIG,
@@ -83,10 +82,6 @@ POINT_CHECKS = (
 )
 CHECK_ORDER = (*POINT_CHECKS, "accuracy", "noise", "drift", "response_time")
 _QARTOD_VALUES = f"{STANDARD} (QARTOD on values; thresholds from the spec: {RIG})"
-# QARTOD aggregate: worst flag, order missing < not evaluated < pass < suspect < fail.
-_RANK = np.zeros(256, dtype=np.uint8)
-_RANK[[MISSING, NOT_EVALUATED, PASS, SUSPECT, FAIL]] = [0, 1, 2, 3, 4]
-_UNRANK = np.array([MISSING, NOT_EVALUATED, PASS, SUSPECT, FAIL], dtype=np.uint8)
 
 
 def _as_series(name: str, data: ArrayLike, n: int | None) -> Floats:
@@ -314,8 +309,16 @@ def _attenuated(
         return qc.point_result("attenuated_signal", np.ones(n, np.uint8), spec, RIG), np.ones(
             n, np.uint8
         )
-    lo, hi = r.band if r.band is not None else (r.ref, r.ref)
-    flags, _ = dynamics.attenuated(x, lo, hi, (r.tol_min, r.tol_max), spec.flat_line_suspect_count)
+    window = max(spec.flat_line_suspect_count, dynamics.MIN_WINDOW)
+    pts = r.points
+    tols = (r.tol_min, r.tol_max)
+    if r.band is None and pts.m > 1 and window // pts.m >= 2:  # noqa: PLR2004
+        # Long series: the same spans over point means (noise averaged out, signal kept).
+        per_point, _ = dynamics.attenuated(pts.x, pts.ref, pts.ref, tols, window // pts.m, 2)
+        flags = np.repeat(per_point, pts.counts.astype(np.intp))
+    else:
+        lo, hi = r.band if r.band is not None else (r.ref, r.ref)
+        flags, _ = dynamics.attenuated(x, lo, hi, tols, window)
     failed = bool((flags == FAIL).any())
     source = f"{DATASHEET} tolerance" if failed else RIG
     return qc.point_result("attenuated_signal", flags, spec, source), flags
@@ -474,18 +477,18 @@ def _judge(
     return out
 
 
-def _aggregate(flags: list[Flags], n: int) -> Flags:
-    """Worst flag per reading; only readings some check did not pass are ranked."""
+def _aggregate(checks: list[CheckResult], n: int) -> Flags:
+    """Worst flag per reading (QARTOD aggregate), from the checks' flagged indices.
+
+    Gross range judges every reading (pass, suspect or fail), so a reading's aggregate is at
+    least pass; not-evaluated entries of other tests never decide it, and only the suspect
+    and failed readings need writing. No readings: nothing to flag.
+    """
     worst = np.full(n, PASS, dtype=np.uint8)
-    rank = np.full(n, _RANK[PASS], dtype=np.uint8)
-    for f in flags:
-        idx = np.flatnonzero(f != PASS)
-        if idx.size:
-            r = _RANK[f[idx]]
-            better = r > rank[idx]
-            rank[idx[better]] = r[better]
-    touched = np.flatnonzero(rank != _RANK[PASS])
-    worst[touched] = _UNRANK[rank[touched]]
+    for check in checks:
+        worst[check.suspect_indices] = np.maximum(worst[check.suspect_indices], SUSPECT)
+    for check in checks:
+        worst[check.fail_indices] = FAIL
     return worst
 
 
@@ -587,7 +590,7 @@ def analyse(
         else ref_part.decision.describe(spec.unit),
         response=ref_part.response,
         calibration=ref_part.calibration,
-        aggregate_flags=_aggregate([flags[k] for k in POINT_CHECKS], n),
+        aggregate_flags=_aggregate([checks[k] for k in POINT_CHECKS], n),
     )
 
 

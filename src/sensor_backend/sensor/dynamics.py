@@ -160,8 +160,13 @@ def _ramp(lengths: Indices) -> Indices:
     return np.arange(total) - offsets
 
 
-def attenuated(
-    x: Floats, ref_lo: Floats, ref_hi: Floats, tol: tuple[float, float], window: int
+def attenuated(  # noqa: PLR0917 - the series, then the test's parameters
+    x: Floats,
+    ref_lo: Floats,
+    ref_hi: Floats,
+    tol: tuple[float, float],
+    window: int,
+    min_window: int = MIN_WINDOW,
 ) -> tuple[Flags, int]:
     """Per-window span deficit of the readings against the (lagged) reference.
 
@@ -169,7 +174,7 @@ def attenuated(
     threshold, the largest the fail one (so a FAIL is a proven tolerance violation).
     """
     n = x.size
-    window = max(window, MIN_WINDOW)
+    window = max(window, min_window)
     if n < window:
         return np.full(n, NOT_EVALUATED, dtype=np.uint8), window
     starts = np.arange(0, n, window)
