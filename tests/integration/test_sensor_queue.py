@@ -316,3 +316,14 @@ async def test_outbox_dead_letters_replay_and_discard(db):
 
     assert tuple(await db.run(discarded)) == ("discarded", "admin")
     assert await outbox.dead_letter(uuid.UUID("00000000-0000-4000-8000-000000000000")) is None
+
+
+async def test_outbox_replay_oldest_makes_dead_rows_pending_in_order(db):
+    await _completed_outbox(db, 3)
+    outbox = Outbox(db, lease_s=30)
+    rows = await outbox.claim("r", 10)
+    for row in rows:
+        await outbox.mark_dead(row.seq, "refused", status=422)
+    assert await outbox.replay_oldest(2) == [r.event_id for r in rows[:2]]
+    assert [r.seq for r in await outbox.claim("r", 10)] == [r.seq for r in rows[:2]]
+    assert [d["id"] for d in await outbox.dead_letters(limit=10, before=None)] == [rows[2].event_id]

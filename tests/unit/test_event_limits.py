@@ -412,3 +412,19 @@ def test_every_hop_defaults_to_the_same_contract() -> None:
 def test_a_contract_that_cannot_carry_one_maximal_event_is_refused_at_start() -> None:
     with pytest.raises(ValidationError, match="must hold one maximal event"):
         EventsSettings(max_event_bytes=2_000_000, max_body_bytes=1_000_000)
+
+
+async def test_replay_oldest_puts_dead_letters_back_in_order(
+    queue: EventQueue, service: FakeEventService
+) -> None:
+    """After the cause is fixed, the oldest dead letters go back at once, in their order."""
+    docs = [cloud_event(100) for _ in range(4)]
+    service.refuse = {d["id"] for d in docs}
+    await spool_events(queue, docs)
+    await drain(queue)
+    service.refuse = set()
+    answer = await queue.replay_oldest(3)
+    assert answer == {"replayed": [d["id"] for d in docs[:3]], "count": 3, "remaining": 1}
+    await drain(queue)
+    assert service.accepted == [d["id"] for d in docs[:3]]
+    assert (await queue.replay_oldest(10))["replayed"] == [docs[3]["id"]]

@@ -190,6 +190,10 @@ class DeadLetterStore:
         """Entries newest first (by ``seq``), without payloads; ``before`` is a cursor."""
         return await self._run(functools.partial(self._list_sync, limit, before))
 
+    async def oldest(self, limit: int) -> list[DeadLetter]:
+        """The ``limit`` oldest entries (first dead-lettered first), without payloads."""
+        return await self._run(functools.partial(self._oldest_sync, limit))
+
     async def get(self, key: str) -> DeadLetter | None:
         """One entry with its payload, or None."""
         return await self._run(functools.partial(self._get_sync, key))
@@ -328,6 +332,13 @@ class DeadLetterStore:
         rows = self._require_conn().execute(
             f"SELECT {_COLUMNS} FROM dead_letter WHERE seq < ? ORDER BY seq DESC LIMIT ?",  # noqa: S608 (a constant column list)
             (before if before is not None else 2**62, limit),
+        )
+        return [DeadLetter(*row) for row in rows]
+
+    def _oldest_sync(self, limit: int) -> list[DeadLetter]:
+        rows = self._require_conn().execute(
+            f"SELECT {_COLUMNS} FROM dead_letter ORDER BY seq LIMIT ?",  # noqa: S608 (a constant column list)
+            (limit,),
         )
         return [DeadLetter(*row) for row in rows]
 

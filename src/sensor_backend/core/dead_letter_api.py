@@ -50,6 +50,12 @@ class ReplayOut(BaseModel):
     queue_depth: int | None = None
 
 
+class ReplayAllOut(BaseModel):
+    replayed: list[str] = Field(description="ids put back for delivery, oldest first")
+    count: int
+    remaining: int | None = Field(description="dead letters left in the store (last count)")
+
+
 class DiscardOut(BaseModel):
     id: str
     status: Literal["discarded"]

@@ -22,6 +22,7 @@ from sensor_backend.core.dead_letter_api import (
     DeadLetterOut,
     DeadLetterPage,
     DiscardOut,
+    ReplayAllOut,
     ReplayOut,
     epoch,
 )
@@ -100,6 +101,24 @@ async def get_dead_letter(request: Request, event_id: uuid.UUID, _: AdminToken) 
     if entry is None:
         raise NotFound(f"no dead-lettered event {event_id}")
     return {**_out(entry), "event": decode_event(entry.payload)}
+
+
+@dead_letter_router.post(
+    "/dead-letters/replay",
+    summary="Re-enqueue the oldest dead letters for delivery (admin)",
+    response_model=ReplayAllOut,
+    responses={**ADMIN_ERRORS, 503: _REPLAY_ERRORS[503]},
+)
+async def replay_dead_letters(
+    request: Request,
+    _: AdminToken,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 100,
+) -> dict[str, Any]:
+    """After their cause is fixed (a limit raised, a schema relaxed): back to the spool.
+
+    Oldest first; ``remaining`` says whether to call again.
+    """
+    return await _queue(request).replay_oldest(limit)
 
 
 @dead_letter_router.post(

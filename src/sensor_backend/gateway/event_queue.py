@@ -272,6 +272,24 @@ class EventQueue:
             "queue_depth": self.spool.depth,
         }
 
+    async def replay_oldest(self, limit: int) -> dict[str, Any]:
+        """Replay the ``limit`` oldest dead letters, in order (after their cause is fixed).
+
+        Stops early when the spool is full; 503 only if nothing could be replayed.
+        """
+        replayed: list[str] = []
+        for entry in await self.dead_letters.oldest(limit):
+            try:
+                await self.replay(entry.key)
+            except NotFound:
+                continue  # discarded or replayed by another request meanwhile
+            except Unavailable:
+                if not replayed:
+                    raise
+                break
+            replayed.append(entry.key)
+        return {"replayed": replayed, "count": len(replayed), "remaining": self.dead_letters.count}
+
     async def discard(self, event_id: str, *, by: str) -> dict[str, Any]:
         """Delete a dead letter for good (an operator's decision, logged); 404 if none."""
         entry = await self.dead_letters.get(event_id)

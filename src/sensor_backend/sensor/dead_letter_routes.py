@@ -21,6 +21,7 @@ from sensor_backend.core.dead_letter_api import (
     DeadLetterDetail,
     DeadLetterPage,
     DiscardOut,
+    ReplayAllOut,
     ReplayOut,
 )
 from sensor_backend.core.errors import NotFound
@@ -77,6 +78,26 @@ async def get_outbox_dead_letter(
     if doc is None:
         raise NotFound(f"no dead-lettered outbox event {event_id}")
     return doc
+
+
+@dead_letter_router.post(
+    "/outbox/dead-letters/replay",
+    summary="Deliver the oldest outbox dead letters again (admin)",
+    response_model=ReplayAllOut,
+    responses=ADMIN_ERRORS,
+)
+async def replay_outbox_dead_letters(
+    request: Request,
+    auth: AdminToken,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 100,
+) -> dict[str, Any]:
+    """After their cause is fixed: back to ``pending``, oldest first."""
+    ids = await _outbox(request).replay_oldest(limit)
+    request.app.state.sensor.relay.wake()
+    log.info("outbox dead letters replayed", count=len(ids), by=auth.claims.sub)
+    dead = request.app.state.sensor.workers.depths.get("outbox_dead")
+    remaining = max(dead - len(ids), 0) if isinstance(dead, int) else None
+    return {"replayed": ids, "count": len(ids), "remaining": remaining}
 
 
 @dead_letter_router.post(

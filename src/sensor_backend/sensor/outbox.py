@@ -181,6 +181,23 @@ class Outbox:
             event_id,
         )
 
+    async def replay_oldest(self, limit: int) -> list[str]:
+        """The ``limit`` oldest dead rows back to ``pending``; their event ids, in order."""
+
+        async def write(conn: Connection) -> list[Any]:
+            return list(
+                await conn.fetch(
+                    "UPDATE outbox SET status = 'pending', next_attempt_at = now(),"
+                    " lease_until = NULL, claimed_by = NULL WHERE seq IN (SELECT seq FROM"
+                    " outbox WHERE status = 'dead' ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)"
+                    " RETURNING seq, event_id",
+                    limit,
+                )
+            )
+
+        rows = sorted(await self.db.run(write), key=lambda row: row["seq"])
+        return [str(row["event_id"]) for row in rows]
+
     async def discard(self, event_id: uuid.UUID, *, by: str) -> bool:
         """A dead row ``discarded`` (kept with who and when until the retention purge)."""
         return await self._change(
