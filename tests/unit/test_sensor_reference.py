@@ -231,8 +231,9 @@ def test_calibration_recovers_offset_gain_and_allan_minimum():
     assert cal.allan
     assert cal.allan_minimum.at is not None
     assert cal.allan_minimum.value is not None
-    # White noise: ADEV at tau = 1 period is sigma (first octave).
+    # White noise: ADEV at tau = 1 period is sigma (first octave), slope about -1/2.
     assert cal.allan[0].adev == pytest.approx(0.01, rel=0.15)
+    assert cal.allan_slope.value == pytest.approx(-0.5, abs=0.1)
 
 
 def test_figures_the_data_cannot_support_say_why():

@@ -65,6 +65,9 @@ class Calibration:
     repeatability: Figure
     allan_minimum: Figure  # value: ADEV minimum; at: its averaging time (s)
     allan: tuple[AllanPoint, ...]
+    # Log-log slope of the ADEV up to its minimum: about -1/2 for white noise, 0 flicker,
+    # +1/2 random walk, +1 drift (IEEE Std 1139); at: the averaging time it reaches.
+    allan_slope: Figure = Figure(None, why="not evaluated")
 
 
 def _fit(
@@ -246,4 +249,17 @@ def calibrate(
         allan_min = Figure(best.adev, at=best.tau_s)
     else:
         allan_min = _not(f"needs {ADEV_MIN_READINGS} readings")
-    return Calibration(offset, gain, linearity, hysteresis, repeatability, allan_min, adev)
+    return Calibration(
+        offset, gain, linearity, hysteresis, repeatability, allan_min, adev, _slope(adev)
+    )
+
+
+def _slope(adev: tuple[AllanPoint, ...]) -> Figure:
+    """Least-squares log-log slope of the first octaves (up to four, and not past the end)."""
+    pts = [p for p in adev[:4] if p.adev > 0]
+    if len(pts) < 3:  # noqa: PLR2004
+        return _not("needs three averaging times")
+    lx = np.log([p.tau_s for p in pts])
+    ly = np.log([p.adev for p in pts])
+    lxc = lx - lx.mean()
+    return Figure(float(lxc @ (ly - ly.mean()) / (lxc @ lxc)), at=pts[-1].tau_s)

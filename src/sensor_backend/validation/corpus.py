@@ -78,7 +78,7 @@ PROFILES: dict[str, Profile] = {
     "pt100_class_a": Profile(0.003, (0.0, 100.0), 0.0),
     "pt100_class_b": Profile(0.003, (0.0, 100.0), 0.0),
     "ds18b20": Profile(0.02, (10.0, 50.0), 0.0),
-    "sht45_humidity": Profile(0.08 / 3, (20.0, 80.0), 4.0),
+    "sht45_humidity": Profile(0.08 / 3, (20.0, 80.0), 6.0),
     "sht31_humidity": Profile(0.2 / 3, (20.0, 80.0), 8.0),
     "bme280_pressure": Profile(0.002, (950.0, 1050.0), 0.0),
     "scd41_co2": Profile(5.0, (400.0, 2000.0), 60.0),
