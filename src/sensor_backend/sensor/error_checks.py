@@ -1,0 +1,315 @@
+"""Reference mode: the sensor's error against its reference, and what is judged on it.
+
+:class:`ErrorSeries` holds the error e = value - reference after the datasheet response time
+is allowed for (anything between the reference and the reference lagged by tau63 counts as
+no error, :mod:`.response`), its point means (:mod:`.accuracy`) and what several checks share.
+On it: the dynamic QARTOD tests (:mod:`.dynamics`), attenuated signal, the accuracy test
+(GUM budget and ILAC-G8 decision), drift apart from gain, the response time of each reference
+step and the calibration figures (:mod:`.calibration`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sensor_backend.sensor import accuracy as acc
+from sensor_backend.sensor import dynamics, qc, response
+from sensor_backend.sensor.calibration import calibrate
+from sensor_backend.sensor.fits import MIN_READINGS, centre, linfit, noise_sigma
+from sensor_backend.sensor.results import (
+    DATASHEET,
+    FAIL,
+    PASS,
+    RIG,
+    SUSPECT,
+    Accuracy,
+    CheckResult,
+    ResponseTime,
+)
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from sensor_backend.sensor.calibration import Calibration
+    from sensor_backend.sensor.decision import Decision
+    from sensor_backend.sensor.qc import Flags, Floats, Indices
+    from sensor_backend.sensor.specs import SensorSpec
+    from sensor_backend.sensor.uncertainty import Budget
+
+DRIFT_MIN_READINGS = 10  # a slope from fewer readings says nothing about drift
+STEADY_BAND = 0.1  # lag band under this fraction of the tolerance: the reference is steady
+# Rig choice: where the reference moves by dr in one reading, the error may move by this
+# fraction of dr (a gain error, judged by the accuracy test) without being a spike or a step.
+GAIN_ALLOWANCE = 0.02
+STEP_TOLERANCES = 2.0  # a reference step is a jump over this many tolerances in one reading
+DRIFT_POINTS_FROM = 1000  # readings from which drift is fitted on point means
+COLLINEAR = 0.01  # 1 - corr(t, ref)^2 below this: time and reference cannot be separated
+
+
+class ErrorSeries:
+    """Everything computed from the error against the reference (the ``reference`` mode)."""
+
+    def __init__(self, spec: SensorSpec, x: Floats, ref: Floats, t: Floats) -> None:
+        self.ref = ref
+        self.band = response.lag_band(ref, t, spec.response_tau_s)
+        if self.band is None:
+            self.err = x - ref
+        else:
+            lo, hi = self.band
+            self.err = x - np.clip(x, lo, hi)
+        self.spec = spec
+        rmin, rmax = float(ref.min()), float(ref.max())
+        self.ref_span = rmax - rmin
+        self.tol_min = spec.tol_abs + spec.tol_rel * max(0.0, rmin, -rmax)
+        self.tol_max = spec.tol_abs + spec.tol_rel * max(abs(rmin), abs(rmax))
+        self.abs_err = np.abs(self.err)
+        self.max_abs_err = float(self.abs_err.max())
+        if self.max_abs_err <= self.tol_min:  # every reading within: nothing to compare
+            self.outside: Indices = np.empty(0, dtype=np.intp)
+        elif spec.tol_rel == 0:
+            self.outside = np.flatnonzero(self.abs_err > spec.tol_abs)
+        else:
+            self.outside = np.flatnonzero(self.abs_err > spec.tolerance(ref))
+        self.d = np.diff(self.err)
+        self.sigma_all = noise_sigma(self.d, None)
+        moving = None
+        if self.band is not None:
+            moving = (self.band[1] - self.band[0]) > STEADY_BAND * self.tol_min
+        self.moving = moving  # readings inside a response transition (None: never)
+        # Without a lag band the error is x - ref, so x's point means are ref's plus e's.
+        self.points = acc.points(
+            self.err, ref, x if self.band is not None else None, moving, acc.POINT_READINGS, t
+        )
+
+    def d_ref(self, idx: Indices) -> Floats:
+        """The reference's step at step indices ``idx`` (step k: reading k to k + 1)."""
+        out: Floats = self.ref[idx + 1] - self.ref[idx]
+        return out
+
+    def steps(self, threshold: float) -> Indices:
+        """Readings where the reference jumped by more than ``threshold`` from the previous.
+
+        Candidates come from the point means (a jump of S moves two neighbouring points by
+        S in total, so some point moves by S / 2 or more); only their readings are examined.
+        """
+        pts = self.points
+        moved = np.flatnonzero(np.abs(np.diff(pts.ref)) > threshold / 2.0)
+        if not moved.size:
+            return np.empty(0, dtype=np.intp)
+        m = pts.m
+        blocks = np.unique(np.concatenate((moved, moved + 1)))
+        idx = (blocks[:, None] * m + np.arange(-1, m)).ravel()
+        idx = idx[(idx >= 0) & (idx < self.ref.size - 1)]
+        idx = np.unique(idx)
+        out: Indices = idx[np.abs(self.d_ref(idx)) > threshold] + 1
+        return out
+
+    def tol_at(self, idx: Indices) -> Floats:
+        """The datasheet tolerance at readings ``idx``."""
+        return self.spec.tol_abs + self.spec.tol_rel * np.abs(self.ref[idx])
+
+
+def dynamic_flags(
+    spec: SensorSpec,
+    abs_steps: Floats,
+    *,
+    dt: Floats | float,
+    pinned: NDArray[np.bool_],
+    r: ErrorSeries,
+) -> dict[str, Flags]:
+    """Spike, rate of change and flat line of the error (``abs_steps``: of the values)."""
+    n = pinned.size
+    ss = spec.spike_thresholds[0]
+    rs = spec.roc_thresholds[0]
+    big, signed, per_s = dynamics.error_steps(
+        r.d, r.d_ref, max(GAIN_ALLOWANCE, spec.tol_rel), threshold=ss, dt=dt, rate=rs
+    )
+    return {
+        "spike": dynamics.spike(n, big, signed, r.outside, ss),
+        "rate_of_change": dynamics.rate_of_change(n, big, per_s, r.outside, rs),
+        "flat_line": dynamics.flat_line(
+            abs_steps,
+            r.ref,
+            r.tol_at,
+            r.outside,
+            tolerance=spec.flat_tolerance,
+            suspect_count=spec.flat_line_suspect_count,
+            exclude=pinned if pinned.any() else None,
+            resolution=spec.resolution,
+            noisy=(r.sigma_all or 0.0) > spec.resolution,
+        ),
+    }
+
+
+def attenuated_check(spec: SensorSpec, x: Floats, r: ErrorSeries) -> tuple[CheckResult, Flags]:
+    """QARTOD attenuated signal against the reference (see :func:`dynamics.attenuated`)."""
+    n = x.size
+    if r.ref_span <= r.tol_min:  # the reference never moves a tolerance: nothing to attenuate
+        return qc.point_result("attenuated_signal", np.ones(n, np.uint8), spec, RIG), np.ones(
+            n, np.uint8
+        )
+    window = max(spec.flat_line_suspect_count, dynamics.MIN_WINDOW)
+    pts = r.points
+    tols = (r.tol_min, r.tol_max)
+    if r.band is None and pts.m > 1 and window // pts.m >= 2:  # noqa: PLR2004
+        # Long series: the same spans over point means (noise averaged out, signal kept).
+        per_point, _ = dynamics.attenuated(pts.x, pts.ref, pts.ref, tols, window // pts.m, 2)
+        flags = np.repeat(per_point, pts.counts.astype(np.intp))
+    else:
+        lo, hi = r.band if r.band is not None else (r.ref, r.ref)
+        flags, _ = dynamics.attenuated(x, lo, hi, tols, window)
+    failed = bool((flags == FAIL).any())
+    source = f"{DATASHEET} tolerance" if failed else RIG
+    return qc.point_result("attenuated_signal", flags, spec, source), flags
+
+
+def response_check(
+    spec: SensorSpec, x: Floats, r: ErrorSeries, t: Floats
+) -> tuple[CheckResult, ResponseTime]:
+    tau = spec.response_tau_s
+    t90 = None if tau is None else tau * response.T90_OVER_T63
+    steps = r.steps(STEP_TOLERANCES * r.tol_min)
+    n = x.size
+    if steps.size == 0:
+        why = f"no reference step over {STEP_TOLERANCES:g}x the tolerance"
+        return qc.not_evaluated("response_time", n, why), ResponseTime(tau, t90, (), why)
+    settle = max(3, round((tau or spec.nominal_period_s) / spec.nominal_period_s))
+    measured = tuple(response.step_responses(x, r.ref, t, steps, settle))
+    got = [s.t63_s for s in measured]
+    shown = ", ".join("never" if v is None else f"{v:.3g}" for v in got[:10])
+    if tau is None:
+        why = "the datasheet gives no response time"
+        check = qc.not_evaluated("response_time", n, f"{why}; measured t63 (s): {shown}")
+        return check, ResponseTime(None, None, measured, why)
+    limit = response.SLOW_FACTOR * tau + spec.nominal_period_s
+    # A step is judged only if the reference dwelt long enough to see the datasheet's t90.
+    judged = [s.t63_s for s in measured if s.dwell_s >= response.JUDGED_DWELL_TAUS * tau]
+    slow = [v for v in judged if v is None or v > limit]
+    flag = SUSPECT if slow else PASS
+    message = (
+        f"t63 of {len(got)} step(s) (s): {shown} against datasheet tau63 {tau:g} s "
+        f"(suspect above {limit:.3g} s; {len(judged)} step(s) with a dwell of "
+        f"{response.JUDGED_DWELL_TAUS:g} tau63 or more judged)"
+    )
+    check = CheckResult(
+        "response_time",
+        flag,
+        message,
+        {},
+        np.empty(0, np.intp),
+        np.empty(0, np.intp),
+        max((v for v in got if v is not None), default=None),
+        limit,
+        f"{DATASHEET} tau63 (typical: suspect only)",
+    )
+    return check, ResponseTime(tau, t90, measured)
+
+
+def drift_fit(
+    spec: SensorSpec,
+    r: ErrorSeries,
+    t: Floats,
+    centred: tuple[Floats, float],
+    mask: NDArray[np.bool_] | None,
+) -> tuple[float, float, int] | str:
+    """(slope per hour, its standard error, dof) of the error over time, or why not.
+
+    Readings inside a response transition (the lag band wider than a tenth of the tolerance)
+    are left out. Where the reference moves, the error is fitted on time *and* level, so a gain
+    error (error growing with the level) is not taken for drift; if the reference moves in
+    step with time (a ramp), the two cannot be told apart and drift is not judged. Long
+    series are fitted on point means (blocks of readings), short ones reading by reading.
+    """
+    q_floor = spec.resolution / math.sqrt(12.0)
+    # Readings in a response transition carry the lag allowance, not the error: left out.
+    if r.moving is not None:
+        mask = ~r.moving if mask is None else mask & ~r.moving
+        if np.count_nonzero(mask) < DRIFT_MIN_READINGS:
+            return "too few readings outside response transitions"
+    if r.err.size >= DRIFT_POINTS_FROM:
+        pts = r.points
+        keep = None if mask is None else ~np.logical_or.reduceat(~mask, pts.starts)
+        tt, yy, rr = pts.t, pts.err, pts.ref
+        if keep is not None:
+            if np.count_nonzero(keep) < MIN_READINGS:
+                return "too few points outside response transitions"
+            tt, yy, rr = tt[keep], yy[keep], rr[keep]
+        tc, sxx = centre(tt)
+        q_floor /= math.sqrt(pts.m)
+    else:
+        tc, sxx = centred if mask is None else centre(t[mask])
+        yy = r.err if mask is None else r.err[mask]
+        rr = r.ref if mask is None else r.ref[mask]
+    n = yy.size
+    if float(rr.max() - rr.min()) <= r.tol_min:  # a steady reference: time alone
+        fit = linfit(tc, sxx, yy, q_floor)
+        if fit is None:
+            return "too few readings"
+        return fit[0] * 3600.0, fit[2] * 3600.0, max(n - 2, 1)
+    rc = rr - rr.mean()
+    yc = yy - yy.mean()
+    srr, str_ = float(rc @ rc), float(tc @ rc)
+    det = sxx * srr - str_ * str_
+    if n < 4 or det <= COLLINEAR * sxx * srr:  # noqa: PLR2004
+        return "the reference moves in step with time: drift cannot be told from a gain error"
+    sty, sry = float(tc @ yc), float(rc @ yc)
+    slope = (srr * sty - str_ * sry) / det
+    gain = (sxx * sry - str_ * sty) / det
+    sse = max(float(yc @ yc) - slope * sty - gain * sry, 0.0)
+    stderr = math.sqrt(max(sse / (n - 3), q_floor**2) * srr / det)
+    return slope * 3600.0, stderr * 3600.0, n - 3
+
+
+@dataclass(slots=True)
+class ReferenceFigures:
+    checks: dict[str, CheckResult] = field(default_factory=dict)
+    accuracy: Accuracy | None = None
+    budget: Budget | None = None
+    decision: Decision | None = None
+    calibration: Calibration | None = None
+    response: ResponseTime | None = None
+    drift_h: float | None = None
+    drift_se: float | None = None
+
+
+def judge(
+    spec: SensorSpec,
+    x: Floats,
+    r: ErrorSeries,
+    t: Floats,
+    *,
+    centred: tuple[Floats, float],
+    mask: NDArray[np.bool_] | None,
+    sigma: float | None,
+) -> ReferenceFigures:
+    """Accuracy, drift, response time and calibration figures from the error."""
+    out = ReferenceFigures()
+    n = x.size
+    out.checks["accuracy"], out.accuracy, out.budget, out.decision = acc.assess(
+        spec, r.err, r.points, (r.abs_err, r.max_abs_err, r.outside), sigma
+    )
+    kept = n if mask is None else int(np.count_nonzero(mask))
+    if kept < DRIFT_MIN_READINGS:
+        why = f"needs {DRIFT_MIN_READINGS} readings"
+        out.checks["drift"] = qc.not_evaluated("drift", n, why)
+    else:
+        fit = drift_fit(spec, r, t, centred, mask)
+        if isinstance(fit, str):
+            out.checks["drift"] = qc.not_evaluated("drift", n, fit)
+        else:
+            out.drift_h, out.drift_se, dof = fit
+            out.checks["drift"] = qc.drift(spec, out.drift_h, out.drift_se, dof)
+    out.checks["response_time"], out.response = response_check(spec, x, r, t)
+    out.calibration = calibrate(
+        r.points,
+        r.err,
+        tolerance=r.tol_min,
+        u_ref=spec.reference_expanded_uncertainty[0] / 2.0,
+        period=float(t[-1] - t[0]) / (n - 1) if n > 1 else spec.nominal_period_s,
+        tau1_adev=r.sigma_all,
+    )
+    return out
