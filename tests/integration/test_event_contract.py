@@ -220,7 +220,7 @@ def test_a_dead_lettered_event_is_visible_replayable_and_discardable():
         again = httpx.delete(f"{gateway}/dead-letters/{big[1]['id']}", headers=admin, timeout=5)
         assert again.status_code == 404
         assert gateway_health(harness)["dead_letters"]["count"] == 0
-        none_left = httpx.post(f"{gateway}/dead-letters/replay", headers=admin, timeout=10)
+        none_left = httpx.post(f"{gateway}/dead-letter-replays", headers=admin, timeout=10)
         assert none_left.json() == {"replayed": [], "count": 0, "remaining": 0}
         arrived = logged(harness, "contract.dead")
         assert sorted(arrived) == sorted([*ids, big[0]["id"]])
@@ -290,7 +290,7 @@ def test_sensor_outbox_dead_letters_are_visible_replayable_and_discardable():
         assert wait_for(lambda: times_dead() == 2, 30)
         # Replay all (the oldest first) after the cause is fixed: here it is not, so the
         # event is dead a third time.
-        everything = httpx.post(f"{sensor}/outbox/dead-letters/replay", headers=admin, timeout=5)
+        everything = httpx.post(f"{sensor}/outbox/dead-letter-replays", headers=admin, timeout=5)
         assert everything.status_code == 200
         assert everything.json()["replayed"] == [event_id]
         assert wait_for(lambda: times_dead() == 3, 30)

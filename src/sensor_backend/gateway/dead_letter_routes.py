@@ -103,8 +103,9 @@ async def get_dead_letter(request: Request, event_id: uuid.UUID, _: AdminToken) 
     return {**_out(entry), "event": decode_event(entry.payload)}
 
 
+# Not under /dead-letters/: GET /dead-letters/replay would be an event id, not a 405.
 @dead_letter_router.post(
-    "/dead-letters/replay",
+    "/dead-letter-replays",
     summary="Re-enqueue the oldest dead letters for delivery (admin)",
     response_model=ReplayAllOut,
     responses={**ADMIN_ERRORS, 503: _REPLAY_ERRORS[503]},

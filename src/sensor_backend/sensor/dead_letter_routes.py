@@ -80,8 +80,9 @@ async def get_outbox_dead_letter(
     return doc
 
 
+# Not under /dead-letters/: GET /dead-letters/replay would be an event id, not a 405.
 @dead_letter_router.post(
-    "/outbox/dead-letters/replay",
+    "/outbox/dead-letter-replays",
     summary="Deliver the oldest outbox dead letters again (admin)",
     response_model=ReplayAllOut,
     responses=ADMIN_ERRORS,
