@@ -285,3 +285,17 @@ def test_hysteresis_and_repeatability_of_a_dwell_and_step_sequence():
     assert cal.hysteresis.value == pytest.approx(0.1, abs=0.02)
     assert cal.repeatability.value is not None
     assert cal.repeatability.value < 0.01
+
+
+def test_the_vectorised_first_order_response_equals_the_recursion():
+    """response.first_order (blockwise, exact) matches y[n] = a y[n-1] + (1 - a) x[n]."""
+    rng = np.random.default_rng(2)
+    t = np.cumsum(rng.uniform(0.5, 1.5, 5000))
+    x = rng.normal(1000.0, 300.0, t.size)
+    y = first_order(x, t, 3.0)
+    expected = np.empty_like(x)
+    expected[0] = x[0]
+    for i in range(1, x.size):
+        a = math.exp(-(t[i] - t[i - 1]) / 3.0)
+        expected[i] = a * expected[i - 1] + (1.0 - a) * x[i]
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-9)

@@ -23,7 +23,7 @@ import numpy as np
 if TYPE_CHECKING:
     from sensor_backend.sensor.qc import Floats, Indices
 
-BLOCK_TAUS = 200.0  # exp(200) ~ 7e86: far from float64 overflow, and no loss of precision
+BLOCK_TAUS = 500.0  # exp(500) ~ 1e217: below float64 overflow even times 1e80 readings
 T90_OVER_T63 = math.log(10.0)  # first-order system
 MAX_STEPS = 50  # steps measured one by one (a Python loop): beyond this only the first ones
 JUDGED_DWELL_TAUS = 3.0  # a step is judged after a dwell of this many tau63 (t90 = 2.3 tau)
