@@ -158,7 +158,10 @@ def attenuated_check(spec: SensorSpec, x: Floats, r: ErrorSeries) -> tuple[Check
     if r.band is None and pts.m > 1 and window // pts.m >= 2:  # noqa: PLR2004
         # Long series: the same spans over point means (noise averaged out, signal kept).
         per_point, _ = dynamics.attenuated(pts.x, pts.ref, pts.ref, tols, window // pts.m, 2)
-        flags = np.repeat(per_point, pts.counts.astype(np.intp))
+        if (per_point == PASS).all():
+            flags = np.ones(n, dtype=np.uint8)
+        else:
+            flags = np.repeat(per_point, pts.counts.astype(np.intp))
     else:
         lo, hi = r.band if r.band is not None else (r.ref, r.ref)
         flags, _ = dynamics.attenuated(x, lo, hi, tols, window)
