@@ -329,3 +329,49 @@ async def test_journal_metrics(journal: Journal, manual: ManualClock) -> None:
         'events_journal_confirmed_total{path="consumer"} 1.0',
     ):
         assert line in text, text
+
+
+async def test_claimed_rows_never_reported_are_requeued(
+    journal: Journal, manual: ManualClock
+) -> None:
+    """A claimed row whose producer never reported back (cancelled request) is not stuck."""
+    await journal.append(_items([0]), claim=True)
+    manual.advance(9)
+    assert journal.requeue_overdue() == 0
+    manual.advance(1)
+    assert journal.requeue_overdue() == 1
+    assert journal.state_of("k0") is RowState.PENDING
+    assert journal.mark_sent(["k0"], journal.epoch) == 0  # too late: it is resent instead
+
+
+async def test_check_room_counts_appends_not_yet_written(tmp_path: Path) -> None:
+    """check_room refuses before any I/O, counting appends still in the group queue."""
+    async with Journal(tmp_path, max_items=4, max_bytes=1000) as journal:
+        journal.check_room(_items(range(4)))
+        pending = asyncio.ensure_future(journal.append(_items(range(3))))
+        await asyncio.sleep(0)
+        with pytest.raises(SpoolFullError):
+            journal.check_room(_items([3, 4]))
+        await pending
+        journal.check_room(_items([3]))
+        with pytest.raises(SpoolFullError):
+            journal.check_room([("big", b"x" * 1001)])
+
+
+async def test_confirmations_ride_on_appends_and_the_file_agrees(tmp_path: Path) -> None:
+    """Deletes written with concurrent appends (or alone when idle) leave exactly the rest."""
+
+    async def one(i: int) -> None:
+        key = f"k{i}"
+        await journal.append([(key, b"x" * 10)], claim=True)
+        journal.mark_sent([key], journal.epoch)
+        if i % 3:
+            journal.confirm([key])
+
+    async with Journal(tmp_path) as journal:
+        await asyncio.gather(*(one(i) for i in range(300)))
+        await asyncio.sleep(0.05)  # the last deletions, written when appends went idle
+        assert journal.depth == journal.unconfirmed == 100
+        assert journal.bytes_used == 1000
+    async with Journal(tmp_path) as journal:
+        assert [i.key for i in await journal.peek(1000)] == [f"k{i}" for i in range(0, 300, 3)]

@@ -74,7 +74,7 @@ class _Row:
     key: str
     created_at: float  # wall clock, from the file
     state: int  # a RowState value
-    sent_at: float = 0.0  # monotonic, when it was last acknowledged by the broker
+    sent_at: float = 0.0  # monotonic: when last acknowledged by the broker, or claimed
     resends: int = 0  # times it was made PENDING again after it had been produced
 
 
@@ -161,13 +161,16 @@ class Journal(Spool):
         return await self._enqueue_append(batch, _INFLIGHT if claim else _PENDING)
 
     def _after_append(self, group: list[_PendingAppend]) -> None:
+        now = self._clock.monotonic()
         for item in group:
             if item.error is not None or item.stored is None:
                 continue
             state = _INFLIGHT if item.tag == _INFLIGHT else _PENDING
             keys = (key for (key, _), stored in zip(item.batch, item.stored, strict=True) if stored)
             for seq, key in zip(item.seqs, keys, strict=True):
-                self._rows[seq] = _Row(key, item.created_at, state)
+                # A claimed row's clock starts now: should its producer never report back
+                # (an unexpected error, a cancelled request), requeue_overdue takes it.
+                self._rows[seq] = _Row(key, item.created_at, state, sent_at=now)
                 self._seq_of[key] = seq
                 self._counts[state] += 1
                 if state == _PENDING:
@@ -268,7 +271,9 @@ class Journal(Spool):
             confirmed += 1
         if confirmed:
             self.confirmed += confirmed
-            if self._delete_flush is None and self.is_open:
+            # Under load the deletions ride on the next append's transaction; only when
+            # nothing is being appended do they get one of their own.
+            if self._append_flush is None and self._delete_flush is None and self.is_open:
                 self._flush_deletes()
         return confirmed
 
@@ -303,11 +308,11 @@ class Journal(Spool):
         return moved
 
     def requeue_overdue(self) -> int:
-        """Produced rows unconfirmed for longer than their bound become PENDING again."""
+        """Rows produced (or claimed) longer than their bound ago become PENDING again."""
         now = self._clock.monotonic()
         moved = 0
         for row in self._rows.values():
-            if row.state == _PRODUCED and now - row.sent_at >= self._bound_s(row):
+            if row.state != _PENDING and now - row.sent_at >= self._bound_s(row):
                 self._move(row, _PENDING)
                 row.resends += 1
                 moved += 1
@@ -423,7 +428,19 @@ class Journal(Spool):
         if not flush.cancelled() and flush.exception() is not None:
             # Not deleted: after a restart they are resent once; the consumer dedups.
             _log.warning("journal %s: deleting confirmed rows: %r", self.name, flush.exception())
-        if self._to_delete and self.is_open:
+        self._appends_idle()
+
+    def _take_deletes(self) -> list[int]:
+        seqs, self._to_delete = self._to_delete, []
+        return seqs
+
+    def _appends_idle(self) -> None:
+        if (
+            self._to_delete
+            and self._append_flush is None
+            and self._delete_flush is None
+            and self.is_open
+        ):
             self._flush_deletes()
 
     # -- worker-thread side ------------------------------------------------------------
@@ -448,22 +465,13 @@ class Journal(Spool):
         return items
 
     def _delete_sync(self, seqs: list[int]) -> None:
-        """Delete confirmed rows: a few statements whatever their number (see _insert_sync)."""
+        """Delete confirmed rows in a transaction of their own (no append was under way)."""
         conn = self._require_conn()
-        removed = freed = 0
         # No fsync for a deletion: losing it in a power cut costs one harmless resend.
         conn.execute("PRAGMA synchronous=NORMAL")
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for chunk in _chunks(seqs):
-                where = f"WHERE seq IN ({_placeholders(len(chunk))})"
-                count, size = conn.execute(
-                    f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool {where}",  # noqa: S608 (only "?" placeholders are formatted in)
-                    chunk,
-                ).fetchone()
-                conn.execute(f"DELETE FROM spool {where}", chunk)  # noqa: S608 (as above)
-                removed += count
-                freed += size
+            removed, freed = self._delete_rows(conn, seqs)
             oldest = conn.execute("SELECT created_at FROM spool ORDER BY seq LIMIT 1").fetchone()
             conn.execute("COMMIT")
         except BaseException:

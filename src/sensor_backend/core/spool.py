@@ -221,6 +221,10 @@ class Spool:
         # Group commit (loop thread): appends waiting for the transaction in flight.
         self._append_queue: list[_PendingAppend] = []
         self._append_flush: asyncio.Future[None] | None = None
+        # Items and bytes of appends queued or being written (loop thread): check_room
+        # counts them, as they may all be stored by the time a new batch gets its turn.
+        self._queued_items = 0
+        self._queued_bytes = 0
         self._count = 0
         self._bytes = 0
         self._oldest_created_at: float | None = None
@@ -309,6 +313,20 @@ class Spool:
             return []
         return await self._enqueue_append(batch, None)
 
+    def check_room(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Raise :class:`SpoolFullError` now if this batch might not fit; no I/O.
+
+        Counts appends still queued or being written and every item as new, so it errs on
+        the side of refusing. A caller that does something irreversible before its append
+        returns (the event service produces while the journal commits) checks here first.
+        """
+        count = self._count + self._queued_items + len(items)
+        if count > self.max_items:
+            raise self._full_error(f"is full: {count} items > max_items {self.max_items}")
+        size = self._bytes + self._queued_bytes + sum(len(payload) for _, payload in items)
+        if size > self.max_bytes:
+            raise self._full_error(f"is full: {size} bytes > max_bytes {self.max_bytes}")
+
     async def peek(self, limit: int) -> list[SpooledItem]:
         """Up to ``limit`` items, oldest (lowest ``seq``) first; removes nothing."""
         if limit <= 0:
@@ -387,6 +405,8 @@ class Spool:
             raise RuntimeError(f"spool {self.name!r} is not open")
         waiter: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
         self._append_queue.append(_PendingAppend(batch, waiter, tag))
+        self._queued_items += len(batch)
+        self._queued_bytes += sum(len(payload) for _, payload in batch)
         if self._append_flush is None:
             # Submitted now, not from a task: a peek or ack submitted after this call
             # returns runs after this append on the worker thread.
@@ -399,7 +419,7 @@ class Spool:
             raise RuntimeError(f"spool {self.name!r} is not open")
         group, self._append_queue = self._append_queue, []
         flush = asyncio.get_running_loop().run_in_executor(
-            executor, functools.partial(self._append_group_sync, group)
+            executor, functools.partial(self._append_group_sync, group, self._take_deletes())
         )
         self._append_flush = flush
         flush.add_done_callback(functools.partial(self._appends_flushed, group))
@@ -407,6 +427,9 @@ class Spool:
     def _appends_flushed(self, group: list[_PendingAppend], flush: asyncio.Future[None]) -> None:
         """Loop thread, after a group commit: answer every waiter, start the next group."""
         self._append_flush = None
+        for item in group:
+            self._queued_items -= len(item.batch)
+            self._queued_bytes -= sum(len(payload) for _, payload in item.batch)
         failure = asyncio.CancelledError() if flush.cancelled() else flush.exception()
         try:
             if failure is not None:
@@ -423,9 +446,18 @@ class Spool:
                     item.waiter.set_result(item.stored or [])
             if self._append_queue:
                 self._flush_appends()
+            else:
+                self._appends_idle()
 
     def _after_append(self, group: list[_PendingAppend]) -> None:
         """Hook for subclasses, on the loop thread after each group commit."""
+
+    def _take_deletes(self) -> list[int]:
+        """Hook for subclasses: seqs to delete in the next group's transaction (loop thread)."""
+        return []
+
+    def _appends_idle(self) -> None:
+        """Hook for subclasses: a group commit ended and no append is waiting."""
 
     async def _run(self, fn: Callable[[], T]) -> T:
         executor = self._executor
@@ -541,12 +573,14 @@ class Spool:
         item.stored = stored
         return fresh
 
-    def _append_group_sync(self, group: list[_PendingAppend]) -> None:
+    def _append_group_sync(self, group: list[_PendingAppend], deletes: list[int]) -> None:
         """Write a group of batches in ONE transaction; each batch is all-or-nothing.
 
         Batches are judged in order, as if appended one after the other: a key stored by
         an earlier batch of the group is a duplicate for a later one, and a batch that
-        does not fit gets :class:`SpoolFullError` without affecting the others.
+        does not fit gets :class:`SpoolFullError` without affecting the others. ``deletes``
+        (seqs) are removed in the same transaction: a subclass's deletions ride along
+        instead of costing a transaction and a thread hand-off of their own.
         """
         conn = self._require_conn()
         # One thread, one exclusive connection: nothing can insert between this read and
@@ -565,11 +599,11 @@ class Spool:
             total += sum(len(payload) for _, payload in fresh)
             planned.append((item, fresh))
         rows = [row for _, fresh in planned for row in fresh]
-        if not rows:
+        if not rows and not deletes:
             return
         now = self._clock.time()
         try:
-            seqs = self._insert_sync(conn, rows, now)
+            seqs, removed, freed, oldest = self._insert_sync(conn, rows, now, deletes)
         except Exception as exc:  # noqa: BLE001 (handed to every waiting append, not lost)
             error: Exception = exc
             if isinstance(exc, sqlite3.OperationalError) and (
@@ -585,15 +619,21 @@ class Spool:
             item.seqs = seqs[position : position + len(fresh)]
             item.created_at = now
             position += len(fresh)
-        self._count = count
-        self._bytes = total
-        if self._oldest_created_at is None:
-            self._oldest_created_at = now
+        self._count = count - removed
+        self._bytes = total - freed
+        self._oldest_created_at = oldest
 
     def _insert_sync(
-        self, conn: sqlite3.Connection, rows: list[tuple[str, bytes]], now: float
-    ) -> list[int]:
-        """Insert in one transaction (rolled back on any error); the new rows' seqs.
+        self,
+        conn: sqlite3.Connection,
+        rows: list[tuple[str, bytes]],
+        now: float,
+        deletes: list[int],
+    ) -> tuple[list[int], int, int, float | None]:
+        """Insert (and delete) in one transaction, rolled back on any error.
+
+        Returns the new rows' seqs, how many rows were deleted and their payload bytes, and
+        the oldest remaining row's time.
 
         Few statements on purpose: each SQLite call releases the GIL and must take it back
         from a busy event loop, which costs up to the interpreter's switch interval. So the
@@ -605,6 +645,9 @@ class Spool:
             (first + index, key, payload, len(payload), now)
             for index, (key, payload) in enumerate(rows)
         ]
+        oldest: float | None = (
+            self._oldest_created_at if self._oldest_created_at is not None else now
+        )
         try:
             conn.execute("BEGIN IMMEDIATE")
             for chunk in _chunks(values, _CHUNK // 5):
@@ -613,12 +656,35 @@ class Spool:
                     + ",".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
                     [field for row in chunk for field in row],
                 )
+            removed, freed = self._delete_rows(conn, deletes)
+            if removed:
+                row = conn.execute("SELECT created_at FROM spool ORDER BY seq LIMIT 1").fetchone()
+                oldest = None if row is None else float(row[0])
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
             raise
         self._last_seq = first + len(rows) - 1
-        return list(range(first, first + len(rows)))
+        return list(range(first, first + len(rows))), removed, freed, oldest
+
+    @staticmethod
+    def _delete_rows(conn: sqlite3.Connection, seqs: Sequence[int]) -> tuple[int, int]:
+        """Delete inside the caller's transaction; (rows removed, their payload bytes).
+
+        Two statements per chunk whatever the number of rows (``RETURNING`` would step,
+        and take the GIL back, once per row).
+        """
+        removed = freed = 0
+        for chunk in _chunks(seqs):
+            where = f"WHERE seq IN ({_placeholders(len(chunk))})"
+            count, size = conn.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool {where}",  # noqa: S608 (only "?" placeholders are formatted in)
+                chunk,
+            ).fetchone()
+            conn.execute(f"DELETE FROM spool {where}", chunk)  # noqa: S608 (as above)
+            removed += count
+            freed += size
+        return removed, freed
 
     def _peek_sync(self, limit: int) -> list[SpooledItem]:
         rows = self._require_conn().execute(

@@ -155,34 +155,68 @@ class Publisher:
         return self.broker.producer is not None and self.broker.ready and self.journal.backlog == 0
 
     async def _accept(self, events: list[CloudEvent], results: dict[str, dict[str, Any]]) -> None:
-        """Journal the events (durable before any answer), then produce them or queue them."""
+        """Journal the events (durable before any answer) and produce them, or queue them.
+
+        On the direct path the produce runs while the journal commits: the answer waits for
+        the slower of the two, not for one after the other. The journal's room is checked
+        first, so a full journal refuses before anything is produced.
+        """
         direct = self._direct()
-        started = time.perf_counter()
+        # Encoded once: the journal keeps these bytes and the producer sends them.
+        encoded = [(e.id, e.encode()) for e in events]
         try:
-            # Encoded once: the journal keeps these bytes and the producer sends them.
-            encoded = [(e.id, e.encode()) for e in events]
-            stored = await self.journal.append(encoded, claim=direct)
+            self.journal.check_room(encoded)
         except SpoolFullError as exc:
-            self.stats.refused_spool_full += len(events)
-            raise Unavailable(
-                "event journal is full; nothing of this request was stored",
-                retry_after_s=exc.retry_after_s,
-                queue_depth=exc.depth,
-            ) from exc
-        self.stats.journal_latencies.append(time.perf_counter() - started)
-        kept: list[CloudEvent] = []
-        payloads: dict[str, bytes] = {}
-        for event, (_, payload), ok in zip(events, encoded, stored, strict=True):
-            if ok:
-                kept.append(event)
-                payloads[event.id] = payload
-            else:  # still unconfirmed in the journal from an earlier request
+            raise self._full(exc, len(events)) from exc
+        epoch = self.journal.epoch
+        started = time.perf_counter()
+        appending = asyncio.ensure_future(self.journal.append(encoded, claim=direct))
+        appending.add_done_callback(
+            lambda _: self.stats.journal_latencies.append(time.perf_counter() - started)
+        )
+        # If the produce fails unexpectedly or the request is cancelled, the append still
+        # ends; rows it claimed then wait for Journal.requeue_overdue.
+        outcomes = await self._produce(events, encoded) if direct else None
+        try:
+            stored = await appending
+        except SpoolFullError as exc:
+            # Only a full disk gets here (the room was checked); what was produced anyway
+            # is stored once by the consumer, and the client's retry is a duplicate.
+            raise self._full(exc, len(events)) from exc
+        self._settle(events, stored, outcomes, results, epoch=epoch, claimed=direct)
+
+    def _settle(
+        self,
+        events: list[CloudEvent],
+        stored: list[bool],
+        outcomes: list[Any] | None,
+        results: dict[str, dict[str, Any]],
+        *,
+        epoch: int,
+        claimed: bool,
+    ) -> None:
+        """Answer each journaled event: sent, duplicate, or queued for the drainer."""
+        sent: list[str] = []
+        leftover: list[CloudEvent] = []
+        for index, (event, ok) in enumerate(zip(events, stored, strict=True)):
+            if not ok:  # still unconfirmed in the journal from an earlier request
                 results[event.id]["status"] = "duplicate"
                 self.stats.duplicates += 1
-        leftover = await self._produce(kept, payloads, results) if direct and kept else kept
+            elif outcomes is None or isinstance(outcomes[index], BaseException):
+                leftover.append(event)
+            else:
+                meta = outcomes[index]
+                results[event.id].update(
+                    status="sent", partition=meta.partition, offset=meta.offset
+                )
+                sent.append(event.id)
+        if sent:
+            # Acknowledged, and kept in the journal until the consumer side confirms it.
+            self.journal.mark_sent(sent, epoch)
+            self.stats.sent += len(sent)
         if not leftover:
             return
-        if direct:
+        if claimed:
             self.journal.release([e.id for e in leftover])
         for event in leftover:
             results[event.id].update(status="queued", queue_depth=self.journal.backlog)
@@ -190,44 +224,40 @@ class Publisher:
         for wake in self.on_queued:
             wake()
 
+    def _full(self, exc: SpoolFullError, count: int) -> Unavailable:
+        self.stats.refused_spool_full += count
+        return Unavailable(
+            "event journal is full; nothing of this request was stored",
+            retry_after_s=exc.retry_after_s,
+            queue_depth=exc.depth,
+        )
+
     async def _produce(
-        self,
-        events: list[CloudEvent],
-        payloads: dict[str, bytes],
-        results: dict[str, dict[str, Any]],
-    ) -> list[CloudEvent]:
-        """Produce claimed journal rows; returns those not produced, in order."""
+        self, events: list[CloudEvent], encoded: list[tuple[str, bytes]]
+    ) -> list[Any]:
+        """Produce now; one outcome per event (metadata, or the exception that stopped it)."""
         producer = self.broker.producer
         if producer is None or not self.broker.ready:
-            return events
+            return [ConnectionError("broker not ready")] * len(events)
         try:
             generation = self.breaker.acquire()
-        except CircuitOpenError:
-            return events
-        epoch = self.journal.epoch
+        except CircuitOpenError as exc:
+            return [exc] * len(events)
         started = time.perf_counter()
-        outcomes = await self._send_all(producer, [(payloads[e.id], e.key) for e in events])
+        outcomes = await self._send_all(
+            producer, [(payload, e.key) for e, (_, payload) in zip(events, encoded, strict=True)]
+        )
         elapsed = time.perf_counter() - started
         failed_from = next(
             (i for i, o in enumerate(outcomes) if isinstance(o, BaseException)), None
         )
         if failed_from is None:
             self.breaker.record_success(generation, elapsed)
+            self.stats.latencies.append(elapsed)
         else:
             self.breaker.record_failure(generation, elapsed)
             self.broker.mark_down(f"produce failed: {outcomes[failed_from]!r}")
-        sent: list[str] = []
-        for event, outcome in zip(events, outcomes, strict=True):
-            if not isinstance(outcome, BaseException):
-                results[event.id].update(
-                    status="sent", partition=outcome.partition, offset=outcome.offset
-                )
-                sent.append(event.id)
-                self.stats.sent += 1
-                self.stats.latencies.append(elapsed)
-        # Acknowledged, and kept in the journal until the consumer side confirms it.
-        self.journal.mark_sent(sent, epoch)
-        return [e for e, o in zip(events, outcomes, strict=True) if isinstance(o, BaseException)]
+        return outcomes
 
     def _watch(self, numbers: list[int], outcomes: list[Any]) -> None:
         """Notice a broker that lost records: a later send got a lower offset.
