@@ -299,3 +299,17 @@ def test_the_vectorised_first_order_response_equals_the_recursion():
         a = math.exp(-(t[i] - t[i - 1]) / 3.0)
         expected[i] = a * expected[i - 1] + (1.0 - a) * x[i]
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-9)
+
+
+def test_drift_is_told_from_lag_and_gain_on_a_sweep():
+    """A lagging, slightly mis-scaled SHT31 on a sweep shows no drift; a real one is caught."""
+    spec = get_spec("sht31_humidity")
+    t = np.arange(3600.0)
+    ref = 50.0 + 20.0 * np.sin(2 * math.pi * t / 1500.0)
+    x = tracking(spec, ref, t, sigma=0.05, tau=8.0) + 0.6 + 0.01 * (ref - 50.0)
+    steady = analyse(spec, x, t, ref)
+    assert steady.checks["drift"].flag == PASS, steady.checks["drift"].message
+    assert steady.drift_per_hour == pytest.approx(0.0, abs=0.2)
+    drifting = analyse(spec, x + 3.0 * t / 3600.0, t, ref)
+    assert drifting.checks["drift"].flag == SUSPECT
+    assert drifting.drift_per_hour == pytest.approx(3.0, abs=0.2)

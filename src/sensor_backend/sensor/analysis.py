@@ -274,7 +274,7 @@ def analyse(
     ref_part = (
         error_checks.ReferenceFigures()
         if r is None
-        else error_checks.judge(spec, x, r, t, centred=(tc, sxx), mask=mask, sigma=sigma)
+        else error_checks.judge(spec, x, r, t, mask=mask, sigma=sigma)
     )
     checks.update(ref_part.checks or _without_reference(n))
     checks = {name: checks[name] for name in CHECK_ORDER}

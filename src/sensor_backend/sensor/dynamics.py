@@ -167,11 +167,13 @@ def attenuated(  # noqa: PLR0917 - the series, then the test's parameters
     tol: tuple[float, float],
     window: int,
     min_window: int = MIN_WINDOW,
+    skip: NDArray[np.bool_] | None = None,
 ) -> tuple[Flags, int]:
     """Per-window span deficit of the readings against the (lagged) reference.
 
     ``tol`` is (smallest, largest) tolerance over the series: the smallest sets the suspect
-    threshold, the largest the fail one (so a FAIL is a proven tolerance violation).
+    threshold, the largest the fail one (so a FAIL is a proven tolerance violation). Windows
+    holding a reading in ``skip`` are not judged.
     """
     n = x.size
     window = max(window, min_window)
@@ -186,6 +188,8 @@ def attenuated(  # noqa: PLR0917 - the series, then the test's parameters
     # The span any sensor within its response time must show: that of the slower copy.
     span_ref = span(ref_hi) if ref_lo is ref_hi else np.minimum(span(ref_hi), span(ref_lo))
     deficit = span_ref - span(x)
+    if skip is not None:  # windows in a response transition: a lagging span proves nothing
+        deficit[np.logical_or.reduceat(skip, starts)] = 0.0
     if float(deficit.max()) <= tol[0]:
         return np.ones(n, dtype=np.uint8), window
     per_window = np.where(deficit > 2 * tol[1], FAIL, np.where(deficit > tol[0], SUSPECT, PASS))

@@ -19,7 +19,7 @@ import numpy as np
 from sensor_backend.sensor import accuracy as acc
 from sensor_backend.sensor import dynamics, qc, response
 from sensor_backend.sensor.calibration import calibrate
-from sensor_backend.sensor.fits import MIN_READINGS, centre, linfit, noise_sigma
+from sensor_backend.sensor.fits import MIN_READINGS, noise_sigma
 from sensor_backend.sensor.results import (
     DATASHEET,
     FAIL,
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from sensor_backend.sensor.uncertainty import Budget
 
 DRIFT_MIN_READINGS = 10  # a slope from fewer readings says nothing about drift
+# Rig choice: the drift limit is per hour; over less than 10 minutes it is extrapolated 6x+
+# and any slow structure of the error (a residual lag) would read as drift.
+DRIFT_MIN_DURATION_S = 600.0
 STEADY_BAND = 0.1  # lag band under this fraction of the tolerance: the reference is steady
 # Rig choice: where the reference moves by dr in one reading, the error may move by this
 # fraction of dr (a gain error, judged by the accuracy test) without being a spike or a step.
@@ -55,7 +58,10 @@ class ErrorSeries:
 
     def __init__(self, spec: SensorSpec, x: Floats, ref: Floats, t: Floats) -> None:
         self.ref = ref
-        self.band = response.lag_band(ref, t, spec.response_tau_s)
+        self.x = x
+        lagged = response.lag_band(ref, t, spec.response_tau_s)
+        self.band = None if lagged is None else lagged[:2]
+        self.lagged = None if lagged is None else lagged[2]
         if self.band is None:
             self.err = x - ref
         else:
@@ -152,7 +158,10 @@ def attenuated_check(spec: SensorSpec, x: Floats, r: ErrorSeries) -> tuple[Check
         return qc.point_result("attenuated_signal", np.ones(n, np.uint8), spec, RIG), np.ones(
             n, np.uint8
         )
-    window = max(spec.flat_line_suspect_count, dynamics.MIN_WINDOW)
+    # Windows long against the response time: a span over a short window depends on the
+    # phase of a lagging sensor, not only on its amplitude.
+    tau_readings = (spec.response_tau_s or 0.0) * spec.sample_rate_hz
+    window = max(spec.flat_line_suspect_count, dynamics.MIN_WINDOW, math.ceil(10 * tau_readings))
     pts = r.points
     tols = (r.tol_min, r.tol_max)
     if r.band is None and pts.m > 1 and window // pts.m >= 2:  # noqa: PLR2004
@@ -163,8 +172,12 @@ def attenuated_check(spec: SensorSpec, x: Floats, r: ErrorSeries) -> tuple[Check
         else:
             flags = np.repeat(per_point, pts.counts.astype(np.intp))
     else:
-        lo, hi = r.band if r.band is not None else (r.ref, r.ref)
-        flags, _ = dynamics.attenuated(x, lo, hi, tols, window)
+        # The span a sensor within its datasheet response must show: the smaller of the
+        # reference's and the lagged reference's (the fastest and the slowest sensor allowed).
+        # Within a response transition no span is owed (a sensor between the two may show
+        # less than either): those windows are not judged.
+        slow = r.lagged if r.lagged is not None else r.ref
+        flags, _ = dynamics.attenuated(x, r.ref, slow, tols, window, skip=r.moving)
     failed = bool((flags == FAIL).any())
     source = f"{DATASHEET} tolerance" if failed else RIG
     return qc.point_result("attenuated_signal", flags, spec, source), flags
@@ -216,55 +229,94 @@ def drift_fit(
     spec: SensorSpec,
     r: ErrorSeries,
     t: Floats,
-    centred: tuple[Floats, float],
     mask: NDArray[np.bool_] | None,
 ) -> tuple[float, float, int] | str:
     """(slope per hour, its standard error, dof) of the error over time, or why not.
 
-    Readings inside a response transition (the lag band wider than a tenth of the tolerance)
-    are left out. Where the reference moves, the error is fitted on time *and* level, so a gain
-    error (error growing with the level) is not taken for drift; if the reference moves in
-    step with time (a ramp), the two cannot be told apart and drift is not judged. Long
-    series are fitted on point means (blocks of readings), short ones reading by reading.
+    The error e = value - reference (not clipped to the lag band) is fitted by least squares
+    on time and, where they vary, on the reference level (a gain error is not drift) and on
+    the lag of a first-order sensor (the reference's rate of change, and the reference lagged
+    by the datasheet tau63 minus itself: a sweep is not drift). Readings within 5 tau63
+    after a reference step, where a first-order lag is no straight line in the rate, are
+    left out. If time cannot be told from the other terms (a ramp: time and level move
+    together), drift is not judged. Long series are fitted on point means (blocks of
+    readings), short ones reading by reading.
     """
     q_floor = spec.resolution / math.sqrt(12.0)
-    # Readings in a response transition carry the lag allowance, not the error: left out.
-    if r.moving is not None:
-        mask = ~r.moving if mask is None else mask & ~r.moving
+    tau = spec.response_tau_s
+    if tau is not None:
+        settled = _after_steps(r, t, 5.0 * tau)
+        mask = settled if mask is None else mask & settled
         if np.count_nonzero(mask) < DRIFT_MIN_READINGS:
             return "too few readings outside response transitions"
     if r.err.size >= DRIFT_POINTS_FROM:
         pts = r.points
         keep = None if mask is None else ~np.logical_or.reduceat(~mask, pts.starts)
-        tt, yy, rr = pts.t, pts.err, pts.ref
+        tt, yy, rr = pts.t, pts.x - pts.ref, pts.ref
         if keep is not None:
-            if np.count_nonzero(keep) < MIN_READINGS:
+            if np.count_nonzero(keep) < 2 * MIN_READINGS:
                 return "too few points outside response transitions"
             tt, yy, rr = tt[keep], yy[keep], rr[keep]
-        tc, sxx = centre(tt)
         q_floor /= math.sqrt(pts.m)
     else:
-        tc, sxx = centred if mask is None else centre(t[mask])
-        yy = r.err if mask is None else r.err[mask]
-        rr = r.ref if mask is None else r.ref[mask]
-    n = yy.size
-    if float(rr.max() - rr.min()) <= r.tol_min:  # a steady reference: time alone
-        fit = linfit(tc, sxx, yy, q_floor)
-        if fit is None:
-            return "too few readings"
-        return fit[0] * 3600.0, fit[2] * 3600.0, max(n - 2, 1)
-    rc = rr - rr.mean()
-    yc = yy - yy.mean()
-    srr, str_ = float(rc @ rc), float(tc @ rc)
-    det = sxx * srr - str_ * str_
-    if n < 4 or det <= COLLINEAR * sxx * srr:  # noqa: PLR2004
+        e = r.x - r.ref
+        tt, yy, rr = (t, e, r.ref) if mask is None else (t[mask], e[mask], r.ref[mask])
+    columns = [tt]
+    if float(rr.max() - rr.min()) > r.tol_min:
+        columns.append(rr)
+        if tau is not None and tt.size > 2 and float(np.diff(tt).min()) > 0:  # noqa: PLR2004
+            # The lag of a first-order sensor: tau x rate for slow changes, and exactly
+            # lag(ref) - ref at the datasheet's tau; the two together span a sensor somewhat
+            # faster or slower than the datasheet.
+            rate = np.gradient(rr, tt)
+            if float(np.ptp(rate)) * tau > spec.resolution:
+                columns += [rate, response.first_order(rr, tt, tau) - rr]
+    return _slope_of_time(np.stack(columns), yy, q_floor)
+
+
+def _slope_of_time(
+    columns: NDArray[np.float64], y: Floats, q_floor: float
+) -> tuple[float, float, int] | str:
+    """Least-squares coefficient of the first column (time) with intercept, per hour."""
+    k, n = columns.shape
+    if n < k + 2:
+        return "too few readings"
+    xc = columns - columns.mean(axis=1, keepdims=True)
+    yc = y - y.mean()
+    scale = np.sqrt(np.einsum("ij,ij->i", xc, xc))
+    if not np.all(scale > 0):
+        return "too few distinct times"
+    z = xc / scale[:, None]
+    corr = z @ z.T  # the regressors' correlation matrix: well conditioned unless collinear
+    with np.errstate(all="ignore"):
+        try:
+            inv = np.linalg.inv(corr)
+        except np.linalg.LinAlgError:
+            inv = np.full((k, k), np.inf)
+    # Variance inflation of time: 1 / (1 - R^2 of time on the other terms).
+    vif = float(inv[0, 0])
+    if not math.isfinite(vif) or not 1.0 - 1e-9 <= vif <= 1.0 / COLLINEAR:
         return "the reference moves in step with time: drift cannot be told from a gain error"
-    sty, sry = float(tc @ yc), float(rc @ yc)
-    slope = (srr * sty - str_ * sry) / det
-    gain = (sxx * sry - str_ * sty) / det
-    sse = max(float(yc @ yc) - slope * sty - gain * sry, 0.0)
-    stderr = math.sqrt(max(sse / (n - 3), q_floor**2) * srr / det)
-    return slope * 3600.0, stderr * 3600.0, n - 3
+    beta = inv @ (z @ yc)
+    resid = yc - beta @ z
+    dof = n - k - 1
+    sigma2 = max(float(resid @ resid) / dof, q_floor**2)
+    slope = float(beta[0]) / float(scale[0])
+    stderr = math.sqrt(sigma2 * vif) / float(scale[0])
+    return slope * 3600.0, stderr * 3600.0, dof
+
+
+def _after_steps(r: ErrorSeries, t: Floats, window_s: float) -> NDArray[np.bool_]:
+    """False for readings within ``window_s`` after a reference step, else True."""
+    steps = r.steps(STEP_TOLERANCES * r.tol_min)
+    out = np.ones(t.size, dtype=bool)
+    if steps.size:
+        ends = np.searchsorted(t, t[steps] + window_s, side="left")
+        delta = np.zeros(t.size + 1, dtype=np.int32)
+        np.add.at(delta, steps, 1)
+        np.add.at(delta, ends, -1)
+        out = np.cumsum(delta[:-1]) == 0
+    return out
 
 
 @dataclass(slots=True)
@@ -285,7 +337,6 @@ def judge(
     r: ErrorSeries,
     t: Floats,
     *,
-    centred: tuple[Floats, float],
     mask: NDArray[np.bool_] | None,
     sigma: float | None,
 ) -> ReferenceFigures:
@@ -296,11 +347,12 @@ def judge(
         spec, r.err, r.points, (r.abs_err, r.max_abs_err, r.outside), sigma
     )
     kept = n if mask is None else int(np.count_nonzero(mask))
-    if kept < DRIFT_MIN_READINGS:
-        why = f"needs {DRIFT_MIN_READINGS} readings"
+    duration = float(t[-1] - t[0]) if n else 0.0
+    if kept < DRIFT_MIN_READINGS or duration < DRIFT_MIN_DURATION_S:
+        why = f"needs {DRIFT_MIN_READINGS} readings over {DRIFT_MIN_DURATION_S / 60:g} minutes"
         out.checks["drift"] = qc.not_evaluated("drift", n, why)
     else:
-        fit = drift_fit(spec, r, t, centred, mask)
+        fit = drift_fit(spec, r, t, mask)
         if isinstance(fit, str):
             out.checks["drift"] = qc.not_evaluated("drift", n, fit)
         else:

@@ -51,12 +51,15 @@ def first_order(x: Floats, t: Floats, tau: float) -> Floats:
     return y
 
 
-def lag_band(ref: Floats, t: Floats, tau: float | None) -> tuple[Floats, Floats] | None:
-    """(low, high) of the expected reading: between the reference and its lagged copy."""
+def lag_band(ref: Floats, t: Floats, tau: float | None) -> tuple[Floats, Floats, Floats] | None:
+    """(low, high, lagged): the expected reading lies between the reference and its copy.
+
+    The copy is the reference lagged by ``tau``: the slowest sensor the datasheet allows.
+    """
     if tau is None or ref.size < 2:  # noqa: PLR2004
         return None
     lagged = first_order(ref, t, tau)
-    return np.minimum(ref, lagged), np.maximum(ref, lagged)
+    return np.minimum(ref, lagged), np.maximum(ref, lagged), lagged
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,9 +122,10 @@ def stimulus(scenario: Scenario, spec: SensorSpec, t: Floats, rng: np.random.Gen
         start = lo + span * rng.uniform(0.0, 0.4)
         out = start + 0.6 * span * frac
         return out
-    if scenario == "sine":
+    if scenario == "sine":  # up to 3 cycles, each at least 30 tau63 long (a chamber's pace)
         phase = rng.uniform(0, 2 * math.pi)
-        out = lo + span * (0.5 + 0.4 * np.sin(2 * math.pi * 3.0 * frac + phase))
+        cycles = min(3.0, float(t[-1] - t[0]) / max(30.0 * prof.tau_s, 1e-9))
+        out = lo + span * (0.5 + 0.4 * np.sin(2 * math.pi * cycles * frac + phase))
         return out
     dwell_s = max(10.0 * prof.tau_s, 60.0 * spec.nominal_period_s)
     n_levels = max(2, int((t[-1] - t[0]) / dwell_s))
