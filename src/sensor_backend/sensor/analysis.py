@@ -89,17 +89,32 @@ def _stats(
     n = x.size
     if n == 0:
         return Stats(0, None, None, None, None, None, None)
-    smallest = float(np.where(abs_steps > 0, abs_steps, math.inf).min()) if n > 1 else math.inf
     tc, sxx = centred
+    mean = float(x.mean())
+    dev = x - mean
     return Stats(
         count=n,
         min=extremes[0],
         max=extremes[1],
-        mean=float(x.mean()),
-        std=float(x.std(ddof=1)) if n > 1 else None,
+        mean=mean,
+        std=math.sqrt(float(dev @ dev) / (n - 1)) if n > 1 else None,
         trend_per_hour=float(tc @ x) / sxx * 3600.0 if sxx > 0 else None,
-        smallest_step=smallest if math.isfinite(smallest) else None,
+        smallest_step=_smallest_nonzero(abs_steps),
     )
+
+
+def _smallest_nonzero(abs_steps: Floats) -> float | None:
+    """The smallest non-zero value of non-negative floats, in one pass and a minimum.
+
+    Non-negative IEEE 754 doubles order like their bit patterns as unsigned integers, and
+    0.0 is the pattern 0: subtracting one wraps it to the largest pattern, out of the way.
+    """
+    if not abs_steps.size:
+        return None
+    bits = int((abs_steps.view(np.uint64) - np.uint64(1)).min()) + 1
+    if bits >= 1 << 63:  # only zeros (or the wrapped 0 - 1): no non-zero step
+        return None
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
 
 
 def _gap(
