@@ -295,9 +295,7 @@ async def queue(
     yield EventQueue(
         spool,
         upstream,
-        lambda: session,
         tokens,
-        timeout_s=5.0,
         limits=EventLimits(),
         dead_letters=store,
     )

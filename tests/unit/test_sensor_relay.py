@@ -19,6 +19,9 @@ from prometheus_client import CollectorRegistry
 from sensor_backend.core.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from sensor_backend.core.event_limits import EventLimits
 from sensor_backend.core.http_client import make_session
+from sensor_backend.core.replicas import UpstreamPool
+from sensor_backend.core.retry import RetryBudget, RetryPolicy
+from sensor_backend.core.service_client import ServiceClient
 from sensor_backend.core.service_token import ServiceTokenProvider
 from sensor_backend.sensor.metrics import SensorMetrics
 from sensor_backend.sensor.outbox import OutboxRow
@@ -97,7 +100,15 @@ async def relay(server):
     session = make_session()
     outbox = MemoryOutbox()
     metrics = SensorMetrics(CollectorRegistry(), dict)
-    instance = Relay(settings, outbox, breaker, SimpleNamespace(session=session), metrics)
+    events = ServiceClient(
+        "events",
+        UpstreamPool("events", [server.url]),
+        breaker,
+        RetryBudget(),
+        lambda: session,
+        timeout_s=5.0,
+    )
+    instance = Relay(settings, outbox, events, SimpleNamespace(session=session), metrics)
     # The tests drive deliveries by hand, so the relay's loop is never started.
     instance._tokens = ServiceTokenProvider(
         session, [server.url], username="sensor-relay", password=PASSWORD
@@ -175,12 +186,23 @@ async def test_a_refused_event_is_dead_and_its_batch_mates_are_delivered(server,
 
 async def test_an_unreachable_event_service_is_retried_later(server, relay):
     """No answer at all (connection refused) releases the rows and counts against the breaker."""
-    relay.urls = ["http://127.0.0.1:9/send-event"]
+    relay.events.pool = UpstreamPool("events", ["http://127.0.0.1:9"])
+    relay.events.retry = RetryPolicy(max_attempts=1)  # one try: the client's retries aside
     outbox = await deliver(relay, rows(1))
     [(seqs, reason, _)] = outbox.released
     assert seqs == [1]
     assert reason.startswith("event service unreachable")
     assert relay.breaker.consecutive_failures == 1
+
+
+async def test_the_client_retries_an_unreachable_replica_on_another(server, relay):
+    """With two replicas, one refusing connections, the batch still goes in one round."""
+    relay.events.pool = UpstreamPool("events", ["http://127.0.0.1:9", server.url])
+    relay.events.pool.replicas[1].outstanding = 100  # the dead replica is picked first
+    outbox = await deliver(relay, rows(1, 2))
+    assert outbox.sent == [1, 2]
+    assert outbox.released == []
+    assert relay.events.pool.replicas[0].failures == 1
 
 
 async def test_a_batch_refused_for_size_is_halved_until_it_is_taken(server, relay):

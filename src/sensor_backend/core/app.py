@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from sensor_backend import __version__
@@ -49,6 +50,7 @@ class Readiness(BaseModel):
     status: Status
 
 
+CLIENT_CLOSED_REQUEST = 499
 QUIET_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 
 
@@ -149,25 +151,12 @@ class ObservabilityMiddleware:
                 message["headers"] = [*message.get("headers", []), *extra_headers]
             await send(message)
 
-        limit = self.ctx.max_body_bytes
-        received = 0
-
-        async def receive_limited() -> Message:
-            # Chunked bodies have no Content-Length: count what actually arrives.
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLargeError(limit)
-            return message
-
         try:
-            early = _length_error(length, limit)
-            if early is not None:
-                await _error_response(early)(scope, receive, send_wrapper)
-            else:
-                await self.app(scope, receive_limited, send_wrapper)
+            await self._dispatch(scope, receive, send_wrapper, length)
+        except ClientDisconnect:
+            # The client went away mid-request: nobody to answer, and not the service's
+            # fault. Logged and counted as 499 (nginx's "client closed request"), not 500.
+            status = CLIENT_CLOSED_REQUEST
         except Exception as exc:
             # Handled here, inside the request context, so the 500 keeps X-Request-ID and
             # traceparent and its log line the request id. Starlette would handle it
@@ -180,6 +169,29 @@ class ObservabilityMiddleware:
             self._record(scope, status, time.perf_counter() - started)
             request_id_var.reset(rid_token)
             trace_var.reset(trace_token)
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, send: Send, length: int | None
+    ) -> None:
+        """The app, or an early 4xx for a malformed or oversized Content-Length."""
+        limit = self.ctx.max_body_bytes
+        early = _length_error(length, limit)
+        if early is not None:
+            await _error_response(early)(scope, receive, send)
+            return
+        received = 0
+
+        async def receive_limited() -> Message:
+            # Chunked bodies have no Content-Length: count what actually arrives.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLargeError(limit)
+            return message
+
+        await self.app(scope, receive_limited, send)
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         template = getattr(scope.get("route"), "path", "unmatched")

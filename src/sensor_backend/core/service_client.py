@@ -106,6 +106,16 @@ class ServiceClient:
             timeout=timeout or self.timeout,
         )
 
+    def probed(self, url: str, ready: bool) -> None:  # noqa: FBT001 - the probe callback's shape
+        """An active health check's result (``core.upstreams.add_service_probes``).
+
+        Ready readmits the replica and ends the breaker's open wait, whatever it has grown
+        to over a long outage history (docs/resilience.md); not ready withholds traffic.
+        """
+        self.pool.probed(url, up=ready)
+        if ready:
+            self.breaker.health_check_passed()
+
     def snapshot(self) -> dict[str, Any]:
         return {**self.pool.snapshot(), "retry_budget": self.budget.snapshot()}
 

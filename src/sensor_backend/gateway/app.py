@@ -28,8 +28,6 @@ from sensor_backend.gateway.settings import GatewaySettings
 from sensor_backend.gateway.slo import prime_submission_series, slo_router
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from fastapi import FastAPI
 
 
@@ -59,19 +57,6 @@ def _service_client(
     )
 
 
-def _probed(upstream: ServiceClient) -> Callable[[str, bool], None]:
-    """Active health checks: a result also readmits (or withholds) a replica."""
-
-    def on_result(url: str, ready: bool) -> None:  # noqa: FBT001 - the probe callback's shape
-        upstream.pool.probed(url, up=ready)
-        if ready:
-            # A replica is ready again: let real calls probe the service now, whatever the
-            # open wait has grown to over a long outage history (docs/resilience.md).
-            upstream.breaker.health_check_passed()
-
-    return on_result
-
-
 def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     ctx = ServiceContext(
@@ -83,7 +68,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         for name, urls in settings.upstreams().items()
     }
     for upstream in upstreams.values():
-        add_service_probes(ctx, http, upstream.name, upstream.pool.urls, _probed(upstream))
+        add_service_probes(ctx, http, upstream.name, upstream.pool.urls, upstream.probed)
     guard = AuthGuard(
         ctx, http, auth_urls=settings.auth_service_urls, jwks_path=settings.spool_dir / "jwks.json"
     )
@@ -99,14 +84,12 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     events = EventQueue(
         spool,
         upstreams["kafka"],
-        lambda: http.session,
         ServiceTokenProvider(
             lambda: http.session,
             settings.auth_service_urls,
             username=settings.service_account_username,
             password=settings.service_account_password,
         ),
-        timeout_s=settings.http_total_timeout_s,
         limits=limits,
         dead_letters=dead_letters,
     )

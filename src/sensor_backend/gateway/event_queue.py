@@ -36,13 +36,12 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from sensor_backend.core.breaker import CircuitOpenError
 from sensor_backend.core.dead_letter import NewDeadLetter
 from sensor_backend.core.errors import NotFound, PayloadTooLarge, Unavailable
 from sensor_backend.core.event_limits import batch_body, is_permanent_refusal
 from sensor_backend.core.log import get_logger
+from sensor_backend.core.service_client import UpstreamUnreachableError
 from sensor_backend.core.service_token import ServiceTokenError
 from sensor_backend.core.spool import SpoolFullError
 
@@ -54,7 +53,6 @@ if TYPE_CHECKING:
     from sensor_backend.core.cloudevents import CloudEvent
     from sensor_backend.core.dead_letter import DeadLetter, DeadLetterStore
     from sensor_backend.core.event_limits import EventLimits
-    from sensor_backend.core.replicas import Replica
     from sensor_backend.core.service_client import ServiceClient
     from sensor_backend.core.service_token import ServiceTokenProvider
     from sensor_backend.core.spool import Spool, SpooledItem
@@ -72,18 +70,14 @@ class EventQueue:
         self,
         spool: Spool,
         upstream: ServiceClient,
-        session: Callable[[], aiohttp.ClientSession],
         token: ServiceTokenProvider,
         *,
-        timeout_s: float,
         limits: EventLimits,
         dead_letters: DeadLetterStore,
     ) -> None:
         self.spool = spool
         self.upstream = upstream
-        self._session = session
         self.token = token
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.limits = limits
         self.dead_letters = dead_letters
         self.accepted = 0
@@ -203,37 +197,24 @@ class EventQueue:
         )
 
     async def _post(self, items: list[SpooledItem], *, renewed: bool = False) -> tuple[int, str]:
-        """One POST of a batch: its status and the answer's start; raises if none came.
+        """One POST of a batch through the events client: its status and the answer's start.
 
-        5xx and transport errors count against the events breaker and the replica; any
-        other answer shows the service is up.
+        The client (core/service_client.py) picks the replica, records the outcome and
+        retries a try that got no answer (or a 502/503/504) on another replica: safe, since
+        the event id dedups a resend. Raises when no answer came.
         """
-        replica: Replica | None = self.upstream.pool.pick()
-        if replica is None:
-            raise ConnectionError("no healthy event-service replica")
-        generation = self.upstream.breaker.acquire()
-        try:
-            authorization = await self.token.authorization()
-        except ServiceTokenError:
-            self.upstream.breaker.release(generation)
-            raise
+        authorization = await self.token.authorization()
         body = batch_body([item.payload for item in items])
         headers = {"Authorization": authorization, "Content-Type": "application/json"}
+        call = self.upstream.call("POST", "/send-event", data=body, headers=headers, retryable=True)
         try:
-            async with self._session().post(
-                f"{replica.url}/send-event", data=body, headers=headers, timeout=self.timeout
-            ) as resp:
+            async with call as resp:
                 status = resp.status
                 detail = (await resp.content.read(MAX_DETAIL_CHARS)).decode("utf-8", "replace")
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self.upstream.breaker.record_failure(generation)
-            self.upstream.pool.failed(replica)
-            raise ConnectionError(f"event service unreachable: {type(exc).__name__}") from exc
+        except UpstreamUnreachableError as exc:
+            raise ConnectionError(f"event service unreachable: {exc}") from exc
         if status >= 500:  # noqa: PLR2004 - server error: keep the batch, retry later
-            self.upstream.breaker.record_failure(generation)
-            self.upstream.pool.failed(replica)
             raise ConnectionError(f"event service answered {status}")
-        self.upstream.breaker.record_success(generation, 0.0)
         if status == 401:  # noqa: PLR2004 - the service token expired or was revoked
             self.token.invalidate()
             if not renewed:

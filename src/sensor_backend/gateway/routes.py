@@ -19,6 +19,7 @@ from sensor_backend.core.errors import NotFound, Unavailable
 from sensor_backend.core.openapi import error_response_object, error_responses
 from sensor_backend.core.security import AdminToken
 from sensor_backend.gateway.event_queue import read_event_body
+from sensor_backend.gateway.proxy import forward
 from sensor_backend.gateway.service_openapi import service_operation
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class ProxyHandler:
         target = self.rule.target.format(**params)
         gateway = self.gateway
         upstream = gateway.upstreams[self.rule.service]
-        await gateway.proxy.forward(scope, receive, send, upstream, target, extra_headers=extra)
+        await forward(scope, receive, send, upstream, target, extra_headers=extra)
 
 
 class EventHandler:
@@ -100,7 +101,7 @@ class EventHandler:
         events, payloads, is_batch = await queue.parse(raw)
         if queue.spool.depth == 0:
             try:
-                await gateway.proxy.forward(
+                await forward(
                     scope,
                     receive,
                     send,

@@ -39,14 +39,16 @@ def build_app(settings: SensorSettings | None = None) -> FastAPI:
         capability="token checks (revocation, user still exists)",
         fallback=guard.fallback_in_use,
     )
+    sensor = SensorService(ctx, settings, db, http)
+    # The relay's client readmits replicas and ends its breaker's wait on these probes.
     add_service_probes(
         ctx,
         http,
         "events",
         settings.events_service_urls,
+        sensor.events.probed,
         capability="event delivery (completed tests' events wait in the outbox)",
     )
-    sensor = SensorService(ctx, settings, db, http)
     ctx.on_startup.append(sensor.start)
     ctx.on_shutdown.append(sensor.stop)
     ctx.health.add_extra(sensor.facts)

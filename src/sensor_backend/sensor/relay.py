@@ -3,7 +3,9 @@
 Every replica runs one relay; claims (SKIP LOCKED plus a lease, :mod:`.outbox`) keep them
 from posting the same rows at once. A round: check the ``events`` breaker, get the service
 account's token (:mod:`sensor_backend.core.service_token`), claim a batch, POST it as one
-JSON array, then act on the answer:
+JSON array through the events `ServiceClient` (:mod:`sensor_backend.core.service_client`:
+replica choice, breaker bookkeeping, a retry on another replica when a try got no answer or
+a 502/503/504), then act on the answer:
 
 ======================  ==========================================================
 answer                  what happens to the rows
@@ -12,8 +14,8 @@ answer                  what happens to the rows
                         200 all duplicates: it had them already)
 401                     token invalidated, rows retried soon with a fresh token
 5xx, no answer, a 4xx   retried with capped exponential backoff and full jitter
-retrying can fix        (``core.retry.backoff_s``); 5xx and errors count against the
-(408, 429, 403, ...)    breaker, which stops all delivery while the service is down
+retrying can fix        (``core.retry.backoff_s``); 502/503/504 and errors count against
+(408, 429, 403, ...)    the breaker, which stops all delivery while the service is down
 413, 400, 422 ...       a batch is halved and each half sent (a batch too large goes
                         in parts, one bad event cannot hold back the others); a single
                         refused event is ``dead`` (the outbox's dead letter) with the
@@ -38,19 +40,18 @@ import os
 import random
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from sensor_backend.core.breaker import BreakerState, CircuitOpenError
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.event_limits import batch_body, is_permanent_refusal
 from sensor_backend.core.log import get_logger
 from sensor_backend.core.retry import RetryPolicy, backoff_s
+from sensor_backend.core.service_client import UpstreamUnreachableError
 from sensor_backend.core.service_token import ServiceTokenError, ServiceTokenProvider
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from sensor_backend.core.breaker import CircuitBreaker
+    from sensor_backend.core.service_client import ServiceClient
     from sensor_backend.core.upstreams import SessionHolder
     from sensor_backend.sensor.metrics import SensorMetrics
     from sensor_backend.sensor.outbox import Outbox, OutboxRow
@@ -69,22 +70,21 @@ class Relay:
         self,
         settings: SensorSettings,
         outbox: Outbox,
-        breaker: CircuitBreaker,
+        events: ServiceClient,
         http: SessionHolder,
         metrics: SensorMetrics,
     ) -> None:
         self.settings = settings
         self.outbox = outbox
-        self.breaker = breaker
+        self.events = events
+        self.breaker = events.breaker
         self.http = http
         self.metrics = metrics
         self.name = f"{settings.instance_id}/{os.getpid()}/relay"
-        self.urls = [u.rstrip("/") + "/send-event" for u in settings.events_service_urls]
         self.limits = settings.event_limits()
         self.policy = RetryPolicy(
             max_attempts=1_000_000, base_s=0.5, cap_s=settings.relay_max_backoff_s
         )
-        self._preferred = 0
         self._tokens: ServiceTokenProvider | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -193,17 +193,12 @@ class Relay:
     async def _deliver(self, rows: list[OutboxRow], authorization: str) -> None:
         seqs = [row.seq for row in rows]
         try:
-            status, text = await self.breaker.call(
-                lambda: self._post([row.event for row in rows], authorization),
-                is_failure=lambda answer: answer[0] >= 500,  # noqa: PLR2004 - HTTP 5xx
-            )
+            status, text = await self._post([row.event for row in rows], authorization)
         except CircuitOpenError as exc:
             await self._retry(rows, "breaker_open", "events breaker open", exc.retry_after_s)
             return
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self._rotate()
-            reason = f"event service unreachable: {type(exc).__name__}: {exc}"
-            await self._retry(rows, "unreachable", reason)
+        except UpstreamUnreachableError as exc:
+            await self._retry(rows, "unreachable", f"event service unreachable: {exc}")
             return
         if status in DELIVERED:
             await self._db(self.outbox.mark_sent(seqs))
@@ -215,10 +210,7 @@ class Relay:
             self._tokens.invalidate()
             await self._retry(rows, "unauthorized", "401 from the event service", 0.2)
         elif not is_permanent_refusal(status):
-            kind = "throttled"
-            if status >= 500:  # noqa: PLR2004 - HTTP 5xx
-                self._rotate()
-                kind = "server_error"
+            kind = "server_error" if status >= 500 else "throttled"  # noqa: PLR2004 - HTTP 5xx
             await self._retry(rows, kind, f"event service answered {status}: {text[:300]}")
         elif len(rows) > 1:
             # Too large for the service (a limit lowered) or one bad event: halves go
@@ -231,15 +223,18 @@ class Relay:
             await self._dead(rows[0], reason, status)
 
     async def _post(self, events: list[dict[str, Any]], authorization: str) -> tuple[int, str]:
-        url = self.urls[self._preferred]
+        """One POST through the events client (core/service_client.py).
+
+        The client picks the replica, records the outcome in the events breaker and the
+        replica pool, and retries a try without an answer (or with a 502/503/504) on
+        another replica: safe, the event id dedups a resend.
+        """
         headers = {"Authorization": authorization, "Content-Type": "application/json"}
         body = batch_body([encode(event) for event in events])
-        async with self.http.session.post(url, data=body, headers=headers) as resp:
+        call = self.events.call("POST", "/send-event", data=body, headers=headers, retryable=True)
+        async with call as resp:
             raw = await resp.content.read(MAX_ANSWER_BYTES)
             return resp.status, raw.decode("utf-8", "replace")
-
-    def _rotate(self) -> None:
-        self._preferred = (self._preferred + 1) % len(self.urls)
 
     async def _retry(
         self, rows: list[OutboxRow], kind: str, reason: str, delay_s: float | None = None

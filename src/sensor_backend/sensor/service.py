@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
 from sensor_backend.core.dead_letter import DeadLetterCollector
+from sensor_backend.core.replicas import UpstreamPool
 from sensor_backend.core.request_context import trace_var
+from sensor_backend.core.retry import RetryBudget
+from sensor_backend.core.service_client import ServiceClient
 from sensor_backend.sensor.catalog import SensorCatalog, apply_overrides
 from sensor_backend.sensor.jobs import JobQueue
 from sensor_backend.sensor.metrics import SensorMetrics
@@ -62,7 +65,15 @@ class SensorService:
                 ),
             )
         )
-        self.relay = Relay(settings, self.outbox, breaker, http, self.metrics)
+        self.events = ServiceClient(
+            "events",
+            UpstreamPool("events", settings.events_service_urls),
+            breaker,
+            RetryBudget(),
+            lambda: http.session,
+            timeout_s=settings.http_total_timeout_s,
+        )
+        self.relay = Relay(settings, self.outbox, self.events, http, self.metrics)
         self.workers = WorkerPool(
             settings, self.queue, self.outbox, self.metrics, on_finished=self.relay.wake
         )
