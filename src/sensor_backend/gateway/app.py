@@ -130,6 +130,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     aggregated.extras.append(
         lambda: {"upstreams": {n: u.pool.snapshot() for n, u in upstreams.items()}}
     )
+    aggregated.extras.append(gateway.snapshot)
     app = create_app(ctx, title="sensor-backend API gateway", health_report=aggregated.report)
     app.include_router(router)
     app.include_router(console_router)

@@ -28,6 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from sensor_backend.core.clock import Clock, SystemClock
+from sensor_backend.core.errors import TooManyRequests
 
 MAX_TRACKED_KEYS = 100_000
 
@@ -49,6 +50,20 @@ class Policy:
         return f'"{self.name}";q={self.limit};w={math.ceil(self.window_s)}'.encode()
 
 
+def parse_policies(spec: str) -> dict[str, Policy]:
+    """``"login=600/60,tests=600/60"``: route group, then requests per window in seconds."""
+    policies: dict[str, Policy] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, quota = item.partition("=")
+        limit, _, window = quota.partition("/")
+        try:
+            policies[name.strip()] = Policy(name.strip(), int(limit), float(window))
+        except ValueError as exc:
+            msg = f"rate limit {item!r}: expected group=requests/window_seconds ({exc})"
+            raise ValueError(msg) from exc
+    return policies
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
@@ -62,6 +77,22 @@ class Decision:
         if not self.allowed:
             headers.append((b"retry-after", str(self.retry_after_s).encode()))
         return headers
+
+
+class RateLimited(TooManyRequests):
+    """429 with Retry-After and the draft's RateLimit-Policy and RateLimit fields."""
+
+    def __init__(self, policy: Policy, decision: Decision) -> None:
+        super().__init__(
+            f"rate limit {policy.name!r} reached: {policy.limit} requests per"
+            f" {policy.window_s:g} s for each client",
+            retry_after_s=decision.retry_after_s,
+            limit=policy.name,
+        )
+        self._rate_headers = decision.headers(policy)
+
+    def headers(self) -> dict[str, str]:
+        return {k.decode(): v.decode() for k, v in self._rate_headers}
 
 
 class _Bucket:
@@ -81,6 +112,13 @@ class RateLimiter:
         self._clock = clock or SystemClock()
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self.limited = 0
+
+    def admit(self, key: str) -> list[tuple[bytes, bytes]]:
+        """Spend one of ``key``'s tokens: the headers for the answer, or `RateLimited`."""
+        decision = self.take(key)
+        if not decision.allowed:
+            raise RateLimited(self.policy, decision)
+        return decision.headers(self.policy)
 
     def take(self, key: str) -> Decision:
         """Spend one token of ``key``'s bucket if it has one."""

@@ -41,6 +41,15 @@ class ProxyRule:
         """Auth's own routes check credentials themselves; everything else needs a token."""
         return self.service != "auth"
 
+    @property
+    def group(self) -> str:
+        """The rate-limit group (GATEWAY_RATE_LIMITS): what kind of work the route asks for."""
+        if not self.protected:
+            return "login" if self.target in {"/token", "/register"} else "public"
+        if self.method == "GET":
+            return "read"
+        return "tests" if self.target.startswith("/test/") else "write"
+
 
 JWKS = "/.well-known/jwks.json"
 RULES: tuple[ProxyRule, ...] = (
@@ -77,7 +86,8 @@ class ProxyHandler:
         self.rule = rule
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        extra = await self.gateway.authenticate(scope) if self.rule.protected else None
+        rule = self.rule
+        _, extra = await self.gateway.admit(scope, rule.group, protected=rule.protected)
         params = {k: quote(str(v), safe="") for k, v in scope.get("path_params", {}).items()}
         target = self.rule.target.format(**params)
         gateway = self.gateway
@@ -93,7 +103,7 @@ class EventHandler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gateway = self.gateway
-        extra = await gateway.authenticate(scope)
+        _, extra = await gateway.admit(scope, "events")
         queue = gateway.events
         # The event contract first (413, 422, 400), whether the event service is up or
         # not: the gateway never accepts what the event service would refuse.
@@ -131,11 +141,11 @@ def openapi_paths() -> dict[str, Any]:
     """OpenAPI entries for the proxied routes: the services' own operations.
 
     Their request and response schemas come from the snapshot in `service_openapi`; the
-    gateway adds what it may answer first (401 from its token check, 503 when no replica
-    can serve).
+    gateway adds what it may answer first (401 from its token check, 429 from its rate
+    limits, 503 when no replica can serve).
     """
     paths: dict[str, Any] = {}
-    gateway_errors = {str(s): error_response_object(s) for s in (401, 503)}
+    gateway_errors = {str(s): error_response_object(s) for s in (401, 429, 503)}
     for rule in RULES:
         op = service_operation(rule.service, rule.method, rule.target, rule.path)
         op["summary"] = rule.summary
@@ -143,6 +153,7 @@ def openapi_paths() -> dict[str, Any]:
         if rule.protected:
             op["responses"].update(gateway_errors)
         else:
+            op["responses"]["429"] = error_response_object(429)
             op["responses"]["503"] = error_response_object(503)
         paths.setdefault(rule.path, {})[rule.method.lower()] = op
     for path in EVENT_PATHS:

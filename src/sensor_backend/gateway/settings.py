@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from sensor_backend.core.client_address import networks
 from sensor_backend.core.event_limits import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
@@ -15,6 +16,7 @@ from sensor_backend.core.event_limits import (
     EventLimits,
 )
 from sensor_backend.core.settings import ServiceSettings, UrlList, shared, split_urls
+from sensor_backend.gateway.rate_limit import Policy, parse_policies
 
 PREFIX = "GATEWAY_"
 
@@ -49,6 +51,16 @@ class GatewaySettings(ServiceSettings):
     breaker_failures: int = Field(default=5, ge=1)
     breaker_open_s: float = Field(default=30.0, gt=0)
     breaker_max_open_s: float = Field(default=300.0, gt=0)
+    # Per-client rate limits (gateway/rate_limit.py): "group=requests/window_s" per route
+    # group, a token bucket per authenticated subject (per client address on anonymous
+    # routes). Sized for lab rigs and people, far above what one needs, so only a runaway
+    # client meets them; an empty string turns limiting off.
+    rate_limits: str = (
+        "login=600/60,public=3000/60,tests=600/60,read=6000/60,write=600/60,events=60000/60"
+    )
+    # Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client (nginx in
+    # front of several gateways); by default the TCP peer is the client.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Passive ejection of a replica after consecutive failures (Envoy outlier detection).
     eject_after: int = Field(default=3, ge=1)
     # The gateway's probes of the services end breaker waits and readmit replicas, so they
@@ -67,13 +79,22 @@ class GatewaySettings(ServiceSettings):
     prometheus_url: str = ""
 
     _split = field_validator(
-        "auth_service_urls", "sensor_service_urls", "events_service_urls", mode="before"
+        "auth_service_urls",
+        "sensor_service_urls",
+        "events_service_urls",
+        "trusted_proxies",
+        mode="before",
     )(split_urls)
 
     @model_validator(mode="after")
     def _event_contract(self) -> GatewaySettings:
         self.event_limits()  # raises ValueError for a batch limit below one maximal event
+        self.rate_limit_policies()  # and for a malformed rate limit
+        networks(self.trusted_proxies)  # and for a malformed proxy address
         return self
+
+    def rate_limit_policies(self) -> dict[str, Policy]:
+        return parse_policies(self.rate_limits)
 
     def event_limits(self) -> EventLimits:
         return EventLimits(
