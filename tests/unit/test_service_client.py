@@ -166,12 +166,12 @@ async def test_a_handed_out_response_is_never_retried(serve, session):
 class LeavingBody:
     """A request body whose client leaves half-way (as gateway.proxy.ClientBody does)."""
 
-    disconnected = False
+    client_fault: Exception | None = None
 
     async def __aiter__(self):
         yield b'{"half": '
-        self.disconnected = True
-        raise ClientDisconnect
+        self.client_fault = ClientDisconnect()
+        raise self.client_fault
 
 
 async def test_a_client_that_leaves_is_not_the_upstreams_failure(serve, session):

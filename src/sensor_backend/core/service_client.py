@@ -18,9 +18,9 @@ everywhere:
   retried. After the last try a 502/503/504 is handed out as it is (the caller decides:
   the proxy relays the service's own 503 and its Retry-After), and a connect error or
   timeout raises `UpstreamUnreachableError`;
-- a request body that raises because *our* client left (``data.disconnected`` set, see
-  ``gateway.proxy.ClientBody``) gives the breaker permit back without a verdict and raises
-  `ClientDisconnect`.
+- a request body that raises because of *our* client (it left, or sent more than its
+  route allows: ``data.client_fault`` set, see ``gateway.proxy.ClientBody``) gives the
+  breaker permit back without a verdict and raises that fault (`ClientDisconnect`, 413).
 
 Usage::
 
@@ -36,7 +36,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from starlette.requests import ClientDisconnect
 
 from sensor_backend.core.retry import RetryPolicy, backoff_s
 
@@ -198,9 +197,11 @@ class Exchange:
             )
         except _TRANSPORT_ERRORS as exc:
             replica.outstanding -= 1
-            if getattr(self._data, "disconnected", False):
+            client_fault = getattr(self._data, "client_fault", None)
+            if client_fault is not None:
+                # Our client left or sent too much: not the upstream's failure.
                 breaker.release(generation)
-                raise ClientDisconnect from exc
+                raise client_fault from exc
             breaker.record_failure(generation, time.perf_counter() - started)
             client.pool.failed(replica)
             return exc

@@ -42,6 +42,7 @@ class Gateway:
             name: RateLimiter(policy) for name, policy in settings.rate_limit_policies().items()
         }
         self._trusted = networks(settings.trusted_proxies)
+        self.body_limits = settings.body_limit_bytes()
 
     async def admit(
         self, scope: Scope, group: str, *, protected: bool = True

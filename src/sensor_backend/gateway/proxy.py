@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import ClientDisconnect
 
 from sensor_backend.core.breaker import CircuitOpenError
-from sensor_backend.core.errors import ServiceError, Unavailable
+from sensor_backend.core.errors import PayloadTooLarge, Unavailable
 from sensor_backend.core.request_context import outgoing_headers
 from sensor_backend.core.service_client import CANNOT_SERVE, UpstreamUnreachableError
 
@@ -65,6 +65,8 @@ RESPONSE_SKIP = frozenset(
 )
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 MAX_BUFFERED_BODY = 1 << 20
+# Without a route limit a streamed body is bounded by the gateway's own (core middleware).
+MAX_STREAMED_BODY = 1 << 62
 
 
 def unavailable(service: str, retry_after_s: float, reason: str) -> Unavailable:
@@ -112,7 +114,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise ServiceError("request body too large to retry safely")
+            raise PayloadTooLarge(f"request body over {limit} bytes", limit_bytes=limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
@@ -122,25 +124,34 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 class ClientBody:
     """The request body streamed on as it arrives (an async iterable for aiohttp).
 
-    A client that leaves aborts the upstream request (raising ends aiohttp's chunked
-    upload without its final chunk) instead of passing a truncated body on as complete;
-    ``disconnected`` then tells the proxy that the failure was the client's, whatever
-    aiohttp wrapped it in, so it never counts against the upstream.
+    A client that leaves, or sends more than ``limit`` bytes, aborts the upstream request
+    (raising ends aiohttp's chunked upload without its final chunk) instead of passing a
+    truncated body on as complete; ``client_fault`` then tells the service client that
+    the failure was the client's, whatever aiohttp wrapped it in, so it never counts
+    against the upstream, and which error to answer with (core/service_client.py).
     """
 
-    __slots__ = ("_receive", "disconnected")
+    __slots__ = ("_limit", "_receive", "client_fault")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, limit: int) -> None:
         self._receive = receive
-        self.disconnected = False
+        self._limit = limit
+        self.client_fault: Exception | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
-                self.disconnected = True
-                raise ClientDisconnect
+                self.client_fault = ClientDisconnect()
+                raise self.client_fault
             chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._limit:
+                self.client_fault = PayloadTooLarge(
+                    f"request body over {self._limit} bytes", limit_bytes=self._limit
+                )
+                raise self.client_fault
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
@@ -157,12 +168,14 @@ async def forward(
     extra_headers: list[tuple[bytes, bytes]] | None = None,
     body: bytes | None = None,
     relay_unavailable: bool = True,
+    max_body_bytes: int | None = None,
 ) -> None:
     """Send the request to a replica and stream its answer; ``body`` if already read.
 
-    A replica's 502/503/504 is relayed when no retry is left, unless
-    ``relay_unavailable`` is false: then `Unavailable` is raised (the event route
-    spools the body instead).
+    A body over ``max_body_bytes`` (the route's limit) is refused with 413 before any of it
+    is read when Content-Length says so, or as soon as the streamed bytes pass it. A
+    replica's 502/503/504 is relayed when no retry is left, unless ``relay_unavailable``
+    is false: then `Unavailable` is raised (the event route spools the body instead).
     """
     method: str = scope["method"]
     query = scope.get("query_string", b"")
@@ -170,12 +183,20 @@ async def forward(
     retryable = method in IDEMPOTENT or _header(scope, b"idempotency-key") is not None
     payload: Any = body
     if body is None:
-        length = _header(scope, b"content-length")
-        if retryable and (length is None or int(length) <= MAX_BUFFERED_BODY):
-            payload = await read_body(receive, MAX_BUFFERED_BODY)
-        else:
-            payload = ClientBody(receive) if method not in {"GET", "HEAD"} else None
+        raw_length = _header(scope, b"content-length")
+        # Validated by the core middleware (digits only, within the gateway's own limit).
+        length = int(raw_length) if raw_length is not None else None
+        limit = max_body_bytes if max_body_bytes is not None else MAX_STREAMED_BODY
+        if length is not None and length > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes", limit_bytes=limit)
+        if retryable and length is not None and length <= MAX_BUFFERED_BODY:
+            # Buffered, so a failed try can be sent again to another replica.
+            payload = await read_body(receive, length)
+        elif method not in {"GET", "HEAD"}:
+            payload = ClientBody(receive, limit)
             retryable = False
+        else:
+            payload = None
     call = upstream.call(
         method, target, headers=_forward_headers(scope), data=payload, retryable=retryable
     )

@@ -87,12 +87,18 @@ class ProxyHandler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rule = self.rule
-        _, extra = await self.gateway.admit(scope, rule.group, protected=rule.protected)
-        params = {k: quote(str(v), safe="") for k, v in scope.get("path_params", {}).items()}
-        target = self.rule.target.format(**params)
         gateway = self.gateway
-        upstream = gateway.upstreams[self.rule.service]
-        await forward(scope, receive, send, upstream, target, extra_headers=extra)
+        _, extra = await gateway.admit(scope, rule.group, protected=rule.protected)
+        params = {k: quote(str(v), safe="") for k, v in scope.get("path_params", {}).items()}
+        await forward(
+            scope,
+            receive,
+            send,
+            gateway.upstreams[rule.service],
+            rule.target.format(**params),
+            extra_headers=extra,
+            max_body_bytes=gateway.body_limits.get(rule.group),
+        )
 
 
 class EventHandler:
@@ -141,11 +147,11 @@ def openapi_paths() -> dict[str, Any]:
     """OpenAPI entries for the proxied routes: the services' own operations.
 
     Their request and response schemas come from the snapshot in `service_openapi`; the
-    gateway adds what it may answer first (401 from its token check, 429 from its rate
-    limits, 503 when no replica can serve).
+    gateway adds what it may answer first (401 from its token check, 413 from its body
+    limits, 429 from its rate limits, 503 when no replica can serve).
     """
     paths: dict[str, Any] = {}
-    gateway_errors = {str(s): error_response_object(s) for s in (401, 429, 503)}
+    gateway_errors = {str(s): error_response_object(s) for s in (401, 413, 429, 503)}
     for rule in RULES:
         op = service_operation(rule.service, rule.method, rule.target, rule.path)
         op["summary"] = rule.summary
@@ -153,8 +159,8 @@ def openapi_paths() -> dict[str, Any]:
         if rule.protected:
             op["responses"].update(gateway_errors)
         else:
-            op["responses"]["429"] = error_response_object(429)
-            op["responses"]["503"] = error_response_object(503)
+            for status in (413, 429, 503):
+                op["responses"][str(status)] = error_response_object(status)
         paths.setdefault(rule.path, {})[rule.method.lower()] = op
     for path in EVENT_PATHS:
         op = service_operation("kafka", "POST", "/send-event", path)

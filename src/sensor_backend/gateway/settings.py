@@ -58,6 +58,10 @@ class GatewaySettings(ServiceSettings):
     rate_limits: str = (
         "login=600/60,public=3000/60,tests=600/60,read=6000/60,write=600/60,events=60000/60"
     )
+    # Request-size limits per route group ("group=bytes"), refused with 413 before the body
+    # is read (Content-Length) or as soon as a streamed body passes it. Groups not named
+    # here: tests take up to max_body_bytes (a million readings), events the contract's.
+    body_limits: str = "login=65536,public=65536,read=65536,write=1048576"
     # Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client (nginx in
     # front of several gateways); by default the TCP peer is the client.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -90,11 +94,22 @@ class GatewaySettings(ServiceSettings):
     def _event_contract(self) -> GatewaySettings:
         self.event_limits()  # raises ValueError for a batch limit below one maximal event
         self.rate_limit_policies()  # and for a malformed rate limit
+        self.body_limit_bytes()  # or body limit
         networks(self.trusted_proxies)  # and for a malformed proxy address
         return self
 
     def rate_limit_policies(self) -> dict[str, Policy]:
         return parse_policies(self.rate_limits)
+
+    def body_limit_bytes(self) -> dict[str, int]:
+        limits: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in self.body_limits.split(","))):
+            group, _, size = item.partition("=")
+            if not size.strip().isdigit() or int(size) < 1:
+                msg = f"body limit {item!r}: expected group=bytes"
+                raise ValueError(msg)
+            limits[group.strip()] = min(int(size), self.max_body_bytes)
+        return limits
 
     def event_limits(self) -> EventLimits:
         return EventLimits(

@@ -1,8 +1,10 @@
-"""Per-client rate limits at the gateway, against real processes (issue 14).
+"""Per-client rate limits and per-route body limits at the gateway, with real processes.
 
 A token bucket per route group and authenticated subject (per client address on anonymous
 routes); over the limit: 429 with Retry-After and the IETF draft's RateLimit-Policy and
-RateLimit fields, and no service is called. Other clients are not affected.
+RateLimit fields, and no service is called. Other clients are not affected. A body over
+its route's limit is a 413 before it is read (Content-Length) or as soon as the streamed
+bytes pass it (issue 14).
 """
 
 from __future__ import annotations
@@ -83,3 +85,38 @@ def test_anonymous_routes_are_limited_per_client_address(system):
     gateway = system.url("gateway")
     codes = [login(gateway, "admin", ADMIN_PASSWORD).status_code for _ in range(5)]
     assert codes == [200] * 4 + [429]
+
+
+def test_an_oversize_body_is_refused_before_it_is_read(system):
+    """Content-Length over the 64 KiB of an auth route: 413 at once, auth never sees it."""
+    gateway = system.url("gateway")
+    before = system.log("auth").count('"path": "/revoke"')
+    response = httpx.post(
+        f"{gateway}/auth/revoke",
+        content=b"x" * (65536 + 1),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert system.log("auth").count('"path": "/revoke"') == before
+
+
+def test_a_streamed_body_is_cut_at_the_route_limit(system):
+    """A chunked body (no Content-Length) over 1 MiB on POST /sensor-types: 413."""
+    gateway = system.url("gateway")
+
+    def chunks():
+        for _ in range(40):
+            yield b"x" * 65536
+
+    response = httpx.post(
+        f"{gateway}/sensor-types",
+        content=chunks(),
+        headers={**system.headers(), "Content-Type": "application/json"},
+        timeout=20,
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["limit_bytes"] == 1048576
+    # The breaker does not blame the sensor service for the client's body.
+    health = httpx.get(f"{gateway}/health").json()
+    assert health["circuit_breakers"]["sensor"]["failure_count"] == 0
