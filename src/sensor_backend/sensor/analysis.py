@@ -71,16 +71,70 @@ _QARTOD_VALUES = f"{STANDARD} (QARTOD on values; thresholds from the spec: {RIG}
 
 
 def _as_series(name: str, data: ArrayLike, n: int | None) -> Floats:
+    """A float64 view (or copy) of ``data``, checked for shape.
+
+    Finiteness is checked by :func:`_require_finite` on extremes the analysis needs anyway.
+    """
     arr = np.asarray(data, dtype=np.float64)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional")
     if n is not None and arr.size != n:
         raise ValueError(f"{name} has {arr.size} entries for {n} values")
-    with np.errstate(all="ignore"):  # a finite sum proves every entry finite, in one pass
-        finite_sum = math.isfinite(float(arr.sum()))
-    if not finite_sum and not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite (drop or reject NaN / inf before analysis)")
     return arr
+
+
+def _inputs(
+    values: ArrayLike, timestamps: ArrayLike | None, reference: ArrayLike | None
+) -> tuple[
+    Floats,
+    tuple[float, float],
+    Floats | None,
+    Floats | None,
+    tuple[float, float],
+    Floats | None,
+    tuple[float, float],
+]:
+    """The series as float64, checked, with the extremes of values, intervals and reference."""
+    x = _as_series("values", values, None)
+    n = x.size
+    vext = (float(x.min()), float(x.max())) if n else (0.0, 0.0)
+    _require_finite("values", x, *vext)
+    ts = None if timestamps is None else _as_series("timestamps", timestamps, n)
+    intervals = None if ts is None else np.diff(ts)
+    iext = (0.0, 0.0)
+    if ts is not None and intervals is not None and n:
+        if intervals.size:
+            iext = (float(intervals.min()), float(intervals.max()))
+        _require_finite("timestamps", ts, float(ts[0]), *iext)
+    ref = None if reference is None else _as_series("reference", reference, n)
+    rext = (float(ref.min()), float(ref.max())) if ref is not None and n else (0.0, 0.0)
+    if ref is not None:
+        _require_finite("reference", ref, *rext)
+    return x, vext, ts, intervals, iext, ref, rext
+
+
+def _time_steps(
+    period: float, intervals: Floats | None, imin: float
+) -> tuple[Floats | float, float]:
+    """Seconds per step between readings (``period`` where not increasing), and the least."""
+    if intervals is None or not intervals.size:
+        return period, period
+    if imin > 0:
+        return intervals, imin
+    dt = np.where(intervals > 0, intervals, period)
+    return dt, float(dt.min())
+
+
+def _require_finite(name: str, arr: Floats, *extremes: float) -> None:
+    """Raise unless every entry of ``arr`` is finite, judged from extremes already computed.
+
+    NaN propagates through min / max and an infinity is an extreme, so finite extremes of an
+    array (or of its first entry and its differences) prove every entry finite; otherwise
+    (an overflowing difference of huge finite entries) the entries are checked one by one.
+    """
+    if all(math.isfinite(e) for e in extremes) or np.isfinite(arr).all():
+        return
+    raise ValueError(f"{name} must be finite (drop or reject NaN / inf before analysis)")
 
 
 def _stats(
@@ -118,19 +172,23 @@ def _smallest_nonzero(abs_steps: Floats) -> float | None:
 
 
 def _gap(
-    spec: SensorSpec, n: int, ts: Floats | None, intervals: Floats | None
+    spec: SensorSpec,
+    n: int,
+    ts: Floats | None,
+    intervals: Floats | None,
+    extremes: tuple[float, float],
 ) -> tuple[CheckResult, Gaps | None, Flags]:
     """QARTOD time gap per reading; FAIL overall only beyond the spec's missing fraction."""
     if ts is None or intervals is None or n < 2:  # noqa: PLR2004
         why = "no timestamps" if ts is None else "needs two readings"
         return qc.not_evaluated("gap", n, why), None, np.full(n, NOT_EVALUATED, np.uint8)
     period = spec.nominal_period_s
-    flags = qc.time_gap(intervals, period, GAP_SUSPECT_FACTOR, GAP_FAIL_FACTOR)
+    flags = qc.time_gap(intervals, period, GAP_SUSPECT_FACTOR, GAP_FAIL_FACTOR, extremes)
     late = np.flatnonzero(flags[1:] > PASS)  # uint8: cheap, and usually empty
     ratio = intervals[late] / period
     missing = int(np.maximum(np.rint(ratio) - 1, 0).sum())
     fraction = missing / (n + missing)
-    disordered = bool(intervals.size and intervals.min() <= 0)
+    disordered = bool(intervals.size and extremes[0] <= 0)
     if fraction <= spec.missing_fail_fraction and not disordered:
         flags[flags == FAIL] = SUSPECT  # gaps within the stated fraction: suspect only
     source = f"test plan: missing_fail_fraction {spec.missing_fail_fraction:g}"
@@ -139,7 +197,7 @@ def _gap(
     gaps = Gaps(
         duration_s=float(ts[-1] - ts[0]),
         mean_interval_s=float(ts[-1] - ts[0]) / (n - 1),
-        max_interval_s=float(intervals.max()),
+        max_interval_s=extremes[1],
         gap_count=int(ratio.size),
         missing_estimate=missing,
     )
@@ -151,6 +209,7 @@ def _dynamic_checks(
     steps: Floats,
     *,
     dt: Floats | float,
+    dt_min: float,
     pinned: NDArray[np.bool_],
     r: ErrorSeries | None,
 ) -> dict[str, Flags]:
@@ -169,7 +228,7 @@ def _dynamic_checks(
                 exclude=pinned,
             ),
         }
-    return error_checks.dynamic_flags(spec, abs_steps, dt=dt, pinned=pinned, r=r)
+    return error_checks.dynamic_flags(spec, abs_steps, dt=dt, dt_min=dt_min, pinned=pinned, r=r)
 
 
 def _point_checks(
@@ -241,29 +300,23 @@ def analyse(
         update["reference_uncertainty"] = reference_uncertainty
     if update:
         spec = spec.model_copy(update=update)
-    x = _as_series("values", values, None)
+    x, (vmin, vmax), ts, intervals, (imin, imax), ref, rext = _inputs(values, timestamps, reference)
     n = x.size
-    ts = None if timestamps is None else _as_series("timestamps", timestamps, n)
-    ref = None if reference is None else _as_series("reference", reference, n)
     period = spec.nominal_period_s
     t = ts if ts is not None else np.arange(n, dtype=np.float64) * period
     steps = np.diff(x)
     abs_steps = np.abs(steps)
-    intervals = None if ts is None else np.diff(ts)
-    dt: Floats | float = period
-    if intervals is not None and intervals.size:
-        dt = intervals if intervals.min() > 0 else np.where(intervals > 0, intervals, period)
-    vmin, vmax = (float(x.min()), float(x.max())) if n else (0.0, 0.0)
+    dt, dt_min = _time_steps(period, intervals, imin)
     pinned = qc.at_limit(x, spec, vmin, vmax)
-    r = ErrorSeries(spec, x, ref, t) if ref is not None and n else None
+    r = ErrorSeries(spec, x, ref, t, rext) if ref is not None and n else None
 
     flags = {
         "gross_range": qc.gross_range(x, spec, vmin, vmax),
         "saturation": qc.saturation(pinned, spec.saturation_count),
-        **_dynamic_checks(spec, steps, dt=dt, pinned=pinned, r=r),
+        **_dynamic_checks(spec, steps, dt=dt, dt_min=dt_min, pinned=pinned, r=r),
     }
     checks = _point_checks(spec, flags, r)
-    checks["gap"], gaps, flags["gap"] = _gap(spec, n, ts, intervals)
+    checks["gap"], gaps, flags["gap"] = _gap(spec, n, ts, intervals, (imin, imax))
     checks["attenuated_signal"], flags["attenuated_signal"] = _attenuated(spec, x, r, n)
 
     # Readings a point check explains are left out of noise and drift, so each fault shows in

@@ -48,15 +48,16 @@ def error_steps(
     *,
     threshold: float,
     dt: Floats | float,
+    dt_min: float,
     rate: float,
 ) -> tuple[Indices, Floats, Floats]:
     """Steps of the error that may be flagged: (step index, signed size, rate per second).
 
     Only steps over ``min(threshold, rate * dt)`` are examined (a healthy series has few), and
     each loses what a gain error of ``allowance`` explains: the error may move by that fraction
-    of the reference's own step (``dref`` gives it at step indices).
+    of the reference's own step (``dref`` gives it at step indices). ``dt_min``: the
+    smallest of ``dt``.
     """
-    dt_min = dt if isinstance(dt, float) else float(dt.min()) if dt.size else 1.0
     big = np.flatnonzero(np.abs(d) > min(threshold, rate * dt_min))
     if not big.size:
         return big, np.empty(0), np.empty(0)

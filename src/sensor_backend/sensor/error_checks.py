@@ -56,7 +56,14 @@ COLLINEAR = 0.01  # 1 - corr(t, ref)^2 below this: time and reference cannot be 
 class ErrorSeries:
     """Everything computed from the error against the reference (the ``reference`` mode)."""
 
-    def __init__(self, spec: SensorSpec, x: Floats, ref: Floats, t: Floats) -> None:
+    def __init__(
+        self,
+        spec: SensorSpec,
+        x: Floats,
+        ref: Floats,
+        t: Floats,
+        ref_extremes: tuple[float, float] | None = None,
+    ) -> None:
         self.ref = ref
         self.x = x
         lagged = response.lag_band(ref, t, spec.response_tau_s)
@@ -68,7 +75,7 @@ class ErrorSeries:
             lo, hi = self.band
             self.err = x - np.clip(x, lo, hi)
         self.spec = spec
-        rmin, rmax = float(ref.min()), float(ref.max())
+        rmin, rmax = ref_extremes or (float(ref.min()), float(ref.max()))
         self.ref_span = rmax - rmin
         self.tol_min = spec.tol_abs + spec.tol_rel * max(0.0, rmin, -rmax)
         self.tol_max = spec.tol_abs + spec.tol_rel * max(abs(rmin), abs(rmax))
@@ -124,6 +131,7 @@ def dynamic_flags(
     abs_steps: Floats,
     *,
     dt: Floats | float,
+    dt_min: float,
     pinned: NDArray[np.bool_],
     r: ErrorSeries,
 ) -> dict[str, Flags]:
@@ -132,7 +140,7 @@ def dynamic_flags(
     ss = spec.spike_thresholds[0]
     rs = spec.roc_thresholds[0]
     big, signed, per_s = dynamics.error_steps(
-        r.d, r.d_ref, max(GAIN_ALLOWANCE, spec.tol_rel), threshold=ss, dt=dt, rate=rs
+        r.d, r.d_ref, max(GAIN_ALLOWANCE, spec.tol_rel), threshold=ss, dt=dt, dt_min=dt_min, rate=rs
     )
     return {
         "spike": dynamics.spike(n, big, signed, r.outside, ss),

@@ -227,16 +227,26 @@ def saturation(pinned: NDArray[np.bool_], run_count: int) -> Flags:
     return flags
 
 
-def time_gap(intervals: Floats, period: float, suspect_factor: float, fail_factor: float) -> Flags:
+def time_gap(
+    intervals: Floats,
+    period: float,
+    suspect_factor: float,
+    fail_factor: float,
+    extremes: tuple[float, float] | None = None,
+) -> Flags:
     """Flag the reading after an interval longer than the factors x the nominal period.
 
     A non-increasing timestamp is a FAIL too. The first reading passes (nothing precedes it).
+    ``extremes``: the intervals' (min, max), when the caller has them.
     """
     flags = np.ones(intervals.size + 1, dtype=np.uint8)
-    if intervals.size and intervals.min() > 0 and intervals.max() <= suspect_factor * period:
-        return flags  # every interval fine: one cheap pass each for min and max
+    if not intervals.size:
+        return flags
+    lo, hi = extremes or (float(intervals.min()), float(intervals.max()))
+    if lo > 0 and hi <= suspect_factor * period:
+        return flags  # every interval fine
     flags[1:] = _grade(intervals / period, suspect_factor, fail_factor)
-    if intervals.size and intervals.min() <= 0:
+    if lo <= 0:
         flags[1:][intervals <= 0] = FAIL
     return flags
 
