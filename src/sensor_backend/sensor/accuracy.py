@@ -86,10 +86,10 @@ def assess(
     spec: SensorSpec,
     err: Floats,
     pts: Points,
-    beyond: tuple[Floats, float, Indices],
+    beyond: tuple[float, Indices],
     sigma: float | None,
 ) -> tuple[CheckResult, Accuracy, Budget, Decision]:
-    """``beyond``: |error| per reading, its maximum, and the readings beyond the tolerance."""
+    """``beyond``: the largest |error| and the readings beyond the tolerance."""
     n = err.size
     m, counts, e_point = pts.m, pts.counts, pts.err
     tol_point = spec.tol_abs + spec.tol_rel * np.abs(pts.ref)
@@ -98,7 +98,7 @@ def assess(
     u_c = np.sqrt(fixed + (0.0 if sigma is None else sigma**2) / counts)
     decision = decide(e_point, tol_point, COVERAGE_K * u_c, u_c, spec.decision_rule)
 
-    abs_err, max_abs, fails = beyond
+    max_abs, fails = beyond
     frac = 1.0 - fails.size / n
     reading_flag = (
         FAIL
@@ -108,7 +108,7 @@ def assess(
         else PASS
     )
     flag = max(decision.flag, reading_flag)
-    bias, rmse = float(err.mean()), math.sqrt(float(abs_err @ abs_err) / n)
+    bias, rmse = float(err.mean()), math.sqrt(float(err @ err) / n)  # e.e = |e|.|e|
     message = (
         f"{decision.describe(spec.unit)}; points of {m} readings: {decision.rejected_points} "
         f"beyond, {decision.conditional_points} conditional of {decision.points}; "

@@ -58,7 +58,10 @@ def error_steps(
     of the reference's own step (``dref`` gives it at step indices). ``dt_min``: the
     smallest of ``dt``.
     """
-    big = np.flatnonzero(np.abs(d) > min(threshold, rate * dt_min))
+    limit = min(threshold, rate * dt_min)
+    if not d.size or (float(d.max()) <= limit and float(d.min()) >= -limit):
+        return np.empty(0, dtype=np.intp), np.empty(0), np.empty(0)  # two reductions: none
+    big = np.flatnonzero(np.abs(d) > limit)
     if not big.size:
         return big, np.empty(0), np.empty(0)
     size = np.maximum(np.abs(d[big]) - allowance * np.abs(dref(big)), 0.0)
@@ -169,17 +172,21 @@ def attenuated(  # noqa: PLR0917 - the series, then the test's parameters
     window: int,
     min_window: int = MIN_WINDOW,
     skip: NDArray[np.bool_] | None = None,
+    max_deficit: float | None = None,
 ) -> tuple[Flags, int]:
     """Per-window span deficit of the readings against the (lagged) reference.
 
     ``tol`` is (smallest, largest) tolerance over the series: the smallest sets the suspect
     threshold, the largest the fail one (so a FAIL is a proven tolerance violation). Windows
-    holding a reading in ``skip`` are not judged.
+    holding a reading in ``skip`` are not judged. ``max_deficit``: an upper bound of every
+    window's deficit, when known; within the suspect threshold no span is computed.
     """
     n = x.size
     window = max(window, min_window)
     if n < window:
         return np.full(n, NOT_EVALUATED, dtype=np.uint8), window
+    if max_deficit is not None and max_deficit <= tol[0]:
+        return np.ones(n, dtype=np.uint8), window
     starts = np.arange(0, n, window)
 
     def span(y: Floats) -> Floats:

@@ -79,14 +79,18 @@ class ErrorSeries:
         self.ref_span = rmax - rmin
         self.tol_min = spec.tol_abs + spec.tol_rel * max(0.0, rmin, -rmax)
         self.tol_max = spec.tol_abs + spec.tol_rel * max(abs(rmin), abs(rmax))
-        self.abs_err = np.abs(self.err)
-        self.max_abs_err = float(self.abs_err.max())
+        # The error's extremes give max |e| (two reductions, no |e| array) and bound the
+        # attenuated-signal deficit; |e| is only formed when some reading may be outside.
+        emin, emax = float(self.err.min()), float(self.err.max())
+        self.err_extremes = (emin, emax)
+        self.ref_abs_max = max(abs(rmin), abs(rmax))
+        self.max_abs_err = max(emax, -emin)
         if self.max_abs_err <= self.tol_min:  # every reading within: nothing to compare
             self.outside: Indices = np.empty(0, dtype=np.intp)
         elif spec.tol_rel == 0:
-            self.outside = np.flatnonzero(self.abs_err > spec.tol_abs)
+            self.outside = np.flatnonzero(np.abs(self.err) > spec.tol_abs)
         else:
-            self.outside = np.flatnonzero(self.abs_err > spec.tolerance(ref))
+            self.outside = np.flatnonzero(np.abs(self.err) > spec.tolerance(ref))
         self.d = np.diff(self.err)
         self.sigma_all = noise_sigma(self.d, None)
         moving = None
@@ -172,9 +176,17 @@ def attenuated_check(spec: SensorSpec, x: Floats, r: ErrorSeries) -> tuple[Check
     window = max(spec.flat_line_suspect_count, dynamics.MIN_WINDOW, math.ceil(10 * tau_readings))
     pts = r.points
     tols = (r.tol_min, r.tol_max)
+    bound = None
+    if r.band is None:
+        # x = ref + e: over any window span(ref) <= span(x) + span(e), so no window's deficit
+        # (nor a window of point means') exceeds the error's whole range (plus rounding).
+        emin, emax = r.err_extremes
+        bound = (emax - emin) + 1e-12 * (2.0 * r.ref_abs_max + r.max_abs_err)
     if r.band is None and pts.m > 1 and window // pts.m >= 2:  # noqa: PLR2004
         # Long series: the same spans over point means (noise averaged out, signal kept).
-        per_point, _ = dynamics.attenuated(pts.x, pts.ref, pts.ref, tols, window // pts.m, 2)
+        per_point, _ = dynamics.attenuated(
+            pts.x, pts.ref, pts.ref, tols, window // pts.m, 2, max_deficit=bound
+        )
         if (per_point == PASS).all():
             flags = np.ones(n, dtype=np.uint8)
         else:
@@ -185,7 +197,9 @@ def attenuated_check(spec: SensorSpec, x: Floats, r: ErrorSeries) -> tuple[Check
         # Within a response transition no span is owed (a sensor between the two may show
         # less than either): those windows are not judged.
         slow = r.lagged if r.lagged is not None else r.ref
-        flags, _ = dynamics.attenuated(x, r.ref, slow, tols, window, skip=r.moving)
+        flags, _ = dynamics.attenuated(
+            x, r.ref, slow, tols, window, skip=r.moving, max_deficit=bound
+        )
     failed = bool((flags == FAIL).any())
     source = f"{DATASHEET} tolerance" if failed else RIG
     return qc.point_result("attenuated_signal", flags, spec, source), flags
@@ -352,7 +366,7 @@ def judge(
     out = ReferenceFigures()
     n = x.size
     out.checks["accuracy"], out.accuracy, out.budget, out.decision = acc.assess(
-        spec, r.err, r.points, (r.abs_err, r.max_abs_err, r.outside), sigma
+        spec, r.err, r.points, (r.max_abs_err, r.outside), sigma
     )
     kept = n if mask is None else int(np.count_nonzero(mask))
     duration = float(t[-1] - t[0]) if n else 0.0
