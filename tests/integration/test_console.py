@@ -3,17 +3,27 @@
 Driven by Playwright with Debian's ``/usr/bin/chromium`` (never ``playwright install``): the
 page must log in, run a faulty simulated test to its verdict, show a killed service in red,
 let an admin reset a breaker, and still load (saying so) with only the gateway alive.
+A rig test with a reference shows the figures of issue 13: the error plot with tolerance and
+guard band, the uncertainty budget, the calibration figures, the response times, the Allan
+deviation and the decision rule in words, on axes ticked at round numbers with units.
 Screenshots go to ``test-artifacts/console/`` for a human look at what was asserted.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import math
+import re
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from harness import ADMIN_PASSWORD, Harness
+
+from sensor_backend.sensor.specs import BUILTIN_SPECS
+from sensor_backend.validation.corpus import make_case
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
@@ -143,6 +153,167 @@ def test_admin_resets_a_breaker(page):
     """An admin resets a breaker from the page and sees it closed."""
     page.click("button[data-reset='sensor']")
     page.wait_for_selector("#breaker-msg.ok:has-text('Breaker sensor reset')")
+
+
+def run_rig_test(system, sensor: str, scenario: str, **fields: object) -> dict:
+    """POST a corpus series (values, timestamps, reference) through the gateway; its result."""
+    case = make_case(BUILTIN_SPECS[sensor], scenario, "healthy", 1.0, seed=1, n=1200)
+    body = {
+        "device_id": f"console-{scenario}",
+        "readings": {
+            "values": case.values.tolist(),
+            "timestamps": case.timestamps.tolist(),
+            "reference": case.reference.tolist(),
+        },
+        **fields,
+    }
+    base = system.url("gateway")
+    accepted = httpx.post(
+        f"{base}/test/sensor/{sensor}", json=body, headers=system.headers(), timeout=10
+    )
+    assert accepted.status_code == 202, accepted.text
+    url = f"{base}/test/{accepted.json()['test_id']}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        doc = httpx.get(url, headers=system.headers(), timeout=10).json()
+        if doc["status"] in {"completed", "failed"}:
+            assert doc["status"] == "completed", doc
+            return doc
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not complete")
+
+
+def open_detail(page, test_id: str) -> None:
+    page.click("#test-filters button")  # refresh the list now, not at the next poll
+    page.click(f"#tests tr[data-test='{test_id}']", timeout=10_000)
+    page.wait_for_selector(f"#detail [data-test-id='{test_id}'][data-test-status='completed']")
+    page.wait_for_selector("[data-plot='test'] svg[data-series='readings']")
+
+
+TICK = re.compile(r"^(\u2212?\d+(?:\.\d+)?) (\S+)$")
+
+
+def assert_round_ticks(labels: list[str], unit: str | tuple[str, ...]) -> None:
+    """Tick labels are evenly spaced 1-2-5 numbers, each with the unit."""
+    units = (unit,) if isinstance(unit, str) else unit
+    values = []
+    for label in labels:
+        match = TICK.match(label)
+        assert match, label
+        assert match.group(2) in units, label
+        values.append(float(match.group(1).replace("\u2212", "-")))
+    assert len(values) >= 3, labels
+    steps = {round(b - a, 9) for a, b in itertools.pairwise(values)}
+    assert len(steps) == 1, labels
+    step = steps.pop()
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert round(mantissa, 6) in {1.0, 2.0, 5.0}, labels
+
+
+def test_reference_figures(system, page):
+    """A humidity sensor under a calibration sequence: every figure of the result, readable."""
+    doc = run_rig_test(system, "sht31_humidity", "dwell_and_step")
+    res = doc["result"]
+    assert res["mode"] == "reference"
+    open_detail(page, doc["test_id"])
+    check_decision_rule(page, res)
+    check_error_plot(page)
+    check_budget(page, res)
+    check_calibration(page)
+    check_response(page, res)
+    check_allan(page)
+    page.locator("#detail-panel").screenshot(path=str(ARTIFACTS / "reference-figures.png"))
+
+
+def check_decision_rule(page, res: dict) -> None:
+    rule = page.locator("[data-decision-rule]")
+    assert rule.get_attribute("data-decision-rule") == "guarded"
+    words = rule.inner_text()
+    for phrase in (
+        "Guarded acceptance (ILAC-G8",
+        "pass requires |error| + U \u2264 tolerance",
+        "results between the guarded and simple limits are suspect",
+        f"{res['decision']['points']} points (means of 10 readings)",
+        "probability of false accept at the worst point: ",
+    ):
+        assert phrase in words, words
+
+
+def check_error_plot(page) -> None:
+    error = page.wait_for_selector("[data-plot='error'] svg[data-series='error']")
+    assert error.query_selector("polygon.guarded-zone")
+    assert len(error.query_selector_all("polygon.conditional-zone")) == 2
+    assert len(error.query_selector_all("polyline.tolerance-line")) == 2
+    assert error.query_selector("polyline.error-line").get_attribute("points").count(",") > 500
+    assert error.query_selector(".worst-point")
+    labels = [t.text_content() for t in error.query_selector_all(".legend-label")]
+    assert "datasheet tolerance \u00b12.00 %RH" in labels, labels
+    assert any(x.startswith("conditional zone (suspect), w = U = 0.5") for x in labels), labels
+    assert_round_ticks([t.text_content() for t in error.query_selector_all(".y-tick")], "%RH")
+    assert_round_ticks([t.text_content() for t in error.query_selector_all(".x-tick")], "min")
+    readings = page.query_selector("[data-plot='test'] svg")
+    assert_round_ticks([t.text_content() for t in readings.query_selector_all(".y-tick")], "%RH")
+
+
+def check_budget(page, res: dict) -> None:
+    budget = page.locator("table[data-budget='table']")
+    for name in ("reference", "noise", "resolution", "combined", "expanded"):
+        assert budget.locator(f"tr[data-component='{name}']").count() == 1, name
+    noise = budget.locator("tr[data-component='noise'] td").all_inner_texts()
+    assert noise[:3] == ["noise", "type A", "normal"], noise
+    assert budget.locator("tr[data-component='resolution'] td").nth(2).inner_text() == (
+        "rectangular"
+    )
+    expanded = budget.locator("tr[data-component='expanded']").inner_text()
+    assert "k = 2" in expanded
+    assert f"{res['uncertainty']['expanded']:.3f} %RH" in expanded, expanded
+
+
+def check_calibration(page) -> None:
+    cal = page.locator("table[data-calibration='table']")
+    offset = cal.locator("tr[data-figure='offset'] td").nth(1).inner_text()
+    assert re.fullmatch(r"\u2212?\d+\.\d+ \u00b1 \d+\.\d+ %RH", offset), offset
+    assert "\u00b1" in cal.locator("tr[data-figure='gain'] td").nth(1).inner_text()
+    assert "at reference" in cal.locator("tr[data-figure='hysteresis']").inner_text()
+    repeat = cal.locator("tr[data-figure='repeatability']").inner_text()
+    assert "not evaluated" in repeat
+    assert "why: no set point was visited twice" in repeat, repeat
+    assert page.locator("[data-correction]").inner_text().startswith("Correction to load")
+
+
+def check_response(page, res: dict) -> None:
+    steps = res["response"]["steps"]
+    assert len(steps) >= 5
+    response = page.wait_for_selector("[data-plot='response'] svg[data-series='response']")
+    assert len(response.query_selector_all("circle.t63-point")) == len(steps)
+    assert len(response.query_selector_all("rect.t90-point")) == len(steps)
+    assert len(response.query_selector_all("line.datasheet-line")) == 3
+    assert_round_ticks([t.text_content() for t in response.query_selector_all(".y-tick")], "s")
+    summary = page.locator("[data-response-summary]").inner_text()
+    assert f"{len(steps)} reference step(s)" in summary
+    assert "datasheet \u03c463 8.00 s" in summary, summary
+
+
+def check_allan(page) -> None:
+    allan = page.wait_for_selector("[data-plot='allan'] svg[data-series='allan']")
+    assert allan.query_selector("polyline.allan-line")
+    assert allan.query_selector("circle.allan-minimum")
+    x_ticks = [t.text_content() for t in allan.query_selector_all(".x-tick")]
+    assert x_ticks[:3] == ["1 s", "2 s", "5 s"], x_ticks
+    assert all(t.text_content().endswith(" %RH") for t in allan.query_selector_all(".y-tick"))
+    assert "minimum" in allan.query_selector(".allan-minimum-label").text_content()
+
+
+def test_simple_acceptance_in_words(system, page):
+    """The simple rule reads differently and draws no guard band."""
+    doc = run_rig_test(system, "ds18b20", "steps", decision_rule="simple")
+    open_detail(page, doc["test_id"])
+    rule = page.locator("[data-decision-rule]")
+    assert rule.get_attribute("data-decision-rule") == "simple"
+    assert rule.inner_text().startswith("Simple acceptance (ILAC-G8 4.2.1, shared risk)")
+    error = page.wait_for_selector("[data-plot='error'] svg[data-series='error']")
+    assert not error.query_selector("polygon.conditional-zone")
+    assert_round_ticks([t.text_content() for t in error.query_selector_all(".y-tick")], "\u00b0C")
 
 
 def test_killed_service_turns_red(system, page):

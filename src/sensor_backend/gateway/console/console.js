@@ -406,44 +406,61 @@ function kv(pairs) {
 
 function renderDetail(doc, series) {
   const res = doc.result;
-  const parts = [h("p", { "data-test-status": doc.status },
+  const unit = (series && series.unit) || (doc.spec && doc.spec.unit) || "";
+  const parts = [h("p", { "data-test-status": doc.status, "data-test-id": doc.test_id },
     "Status ", h("strong", { class: `state-${doc.status}` }, doc.status),
     res ? " — verdict " : "", res ? h("strong", { class: `verdict-${res.verdict}`, "data-verdict": res.verdict }, res.verdict) : "")];
   parts.push(kv([["test", doc.test_id], ["type", doc.sensor_type], ["device", doc.device_id], ["readings", doc.n_readings],
     ["source", doc.source], ["processing", doc.processing_ms == null ? "—" : `${doc.processing_ms} ms`],
     ["faults", ((doc.params && doc.params.simulate && doc.params.simulate.faults) || []).map((f) => f.kind || f).join(", ") || "none"]]));
   if (doc.error || doc.last_error) parts.push(h("p", { class: "msg error" }, doc.error || doc.last_error));
-  if (res) {
-    parts.push(h("h3", {}, "Reasons"), h("ul", { class: "reasons" }, ...((res.reasons || []).length ? res.reasons : ["none"]).map((x) => h("li", {}, x))));
-    if ((res.notes || []).length) parts.push(h("ul", { class: "note" }, ...res.notes.map((x) => h("li", {}, x))));
-    const plot = h("div", { class: "chart", "data-plot": "test" });
-    parts.push(h("h3", {}, "Plot"), plot);
-    const checks = Object.entries(res.checks || {});
-    if (series && Array.isArray(series.values)) {
-      parts.push(h("p", { class: "note" }, "Readings with reference and tolerance band; amber suspect, red failed points."));
-    } else {
-      parts.push(h("p", { class: "note" },
-        "Readings unavailable: the plot shows, per check, which readings (by index) were flagged suspect (amber) or failed (red)."));
-    }
-    parts.push(h("h3", {}, "Metrics"), metrics(res), h("h3", {}, "Checks"), checksTable(checks));
-    $("detail").replaceChildren(...parts);
-    if (series && Array.isArray(series.values)) {
-      // Flagged indices refer to readings; map them to positions in the thinned series.
-      const pos = new Map(series.index.map((reading, i) => [reading, i]));
-      const flagged = { suspect: [], fail: [] };
-      for (const [, c] of checks) {
-        for (const i of c.suspect_indices || []) if (pos.has(i)) flagged.suspect.push(pos.get(i));
-        for (const i of c.fail_indices || []) if (pos.has(i)) flagged.fail.push(pos.get(i));
-      }
-      const root = Plot.readings(plot, { t: series.timestamps, values: series.values,
-        reference: series.reference, tolerance: series.tolerance || 0, flagged });
-      root.setAttribute("data-series", "readings");
-    } else {
-      Plot.flags(plot, checks.map(([name, c]) => ({ name, suspect: c.suspect_indices, fail: c.fail_indices })), doc.n_readings || 1);
-    }
-    return;
+  if (!res) { $("detail").replaceChildren(...parts); return; }
+  parts.push(h("h3", {}, "Reasons"), h("ul", { class: "reasons" }, ...((res.reasons || []).length ? res.reasons : ["none"]).map((x) => h("li", {}, x))));
+  if ((res.notes || []).length) parts.push(h("ul", { class: "note" }, ...res.notes.map((x) => h("li", {}, x))));
+  parts.push(h("h3", {}, "Decision rule"), decisionBlock(res, unit));
+  const plot = h("div", { class: "chart", "data-plot": "test" });
+  parts.push(h("h3", {}, "Readings"), plot);
+  const checks = Object.entries(res.checks || {});
+  const haveSeries = series && Array.isArray(series.values);
+  const haveReference = haveSeries && Array.isArray(series.reference) && series.reference.length === series.values.length;
+  if (haveSeries) {
+    parts.push(h("p", { class: "note" }, "Readings with reference and tolerance band; amber suspect, red failed points."));
+  } else {
+    parts.push(h("p", { class: "note" },
+      "Readings unavailable: the plot shows, per check, which readings (by index) were flagged suspect (amber) or failed (red)."));
   }
+  const errBox = h("div", { class: "chart", "data-plot": "error" });
+  if (haveReference) {
+    parts.push(h("h3", {}, "Error against the reference"), errBox, h("p", { class: "note" },
+      "Each reading's error with the tolerance and, under guarded acceptance, the guard band; the verdict judges points " +
+      "(means of readings) after the datasheet response time, so the error of a lagging sensor right after a reference step is not an accuracy failure."));
+  }
+  const response = responseFigure(res, unit);
+  const allan = allanFigure(res, unit);
+  parts.push(h("h3", {}, "Uncertainty budget"), budgetTable(res.uncertainty, unit),
+    h("h3", {}, "Calibration"), calibrationTable(res.calibration, unit));
+  parts.push(h("div", { class: "pair" },
+    h("section", {}, h("h3", {}, "Response time"), response.node),
+    h("section", {}, h("h3", {}, "Allan deviation"), allan.node)));
+  parts.push(h("h3", {}, "Metrics"), metrics(res), h("h3", {}, "Checks"), checksTable(checks));
   $("detail").replaceChildren(...parts);
+  if (haveSeries) {
+    // Flagged indices refer to readings; map them to positions in the thinned series.
+    const pos = new Map(series.index.map((reading, i) => [reading, i]));
+    const flagged = { suspect: [], fail: [] };
+    for (const [, c] of checks) {
+      for (const i of c.suspect_indices || []) if (pos.has(i)) flagged.suspect.push(pos.get(i));
+      for (const i of c.fail_indices || []) if (pos.has(i)) flagged.fail.push(pos.get(i));
+    }
+    const root = Plot.readings(plot, { t: series.timestamps, values: series.values, unit,
+      quantity: `${QUANTITY(doc.spec)} (${unit})`, reference: series.reference, tolerance: series.tolerance || 0, flagged });
+    root.setAttribute("data-series", "readings");
+    if (haveReference) errorPlot(errBox, series, res, unit);
+  } else {
+    Plot.flags(plot, checks.map(([name, c]) => ({ name, suspect: c.suspect_indices, fail: c.fail_indices })), doc.n_readings || 1);
+  }
+  response.draw();
+  allan.draw();
 }
 
 function metrics(res) {
@@ -464,6 +481,244 @@ function checksTable(checks) {
     h("td", {}, (c.suspect_indices || []).length + (c.suspect_truncated ? "+" : "")),
     h("td", {}, (c.fail_indices || []).length + (c.fail_truncated ? "+" : "")), h("td", {}, c.message)));
   return h("table", { class: "checks" }, h("thead", {}, head), h("tbody", {}, ...rows));
+}
+
+// ---- reference figures (issue 13): error plot, decision rule, budget, calibration -------
+const QUANTITY = (spec) => String((spec && spec.quantity) || "reading").replace(/_/g, " ");
+const COLORS = { ok: "#2e9e44", warn: "#d99a00", bad: "#d33a2c", ref: "#3b6fd8", t90: "#7a3fc4", ink: "#1d2330" };
+
+function withUnit(s, unit) { return unit ? `${s} ${unit}` : s; }
+
+// A value with its expanded uncertainty, both rounded where U's second significant digit is.
+function valueU(v, u, unit) {
+  if (!Number.isFinite(v)) return "—";
+  if (!Number.isFinite(u) || u <= 0) return withUnit(Plot.sig(v, 3), unit);
+  const dec = Math.min(12, Math.max(0, 1 - Math.floor(Math.log10(u))));
+  const m = (x) => x.toFixed(dec).replace("-", "\u2212");
+  return withUnit(`${m(v)} ± ${m(u)}`, unit);
+}
+
+// A probability as a percentage a person reads at a glance.
+function probability(p) {
+  if (!Number.isFinite(p)) return "—";
+  const q = p * 100;
+  if (q < 0.001) return "< 0.001 %";
+  if (q < 1) return `${Plot.sig(q, 2)} %`;
+  return `${q.toFixed(1)} %`;
+}
+
+// The decision rule in words, from the result's `decision` (ILAC-G8:09/2019).
+function decisionWords(res, unit) {
+  const d = res.decision;
+  if (!d) return null;
+  const u = res.uncertainty;
+  const m = (u && u.readings_per_point) || 10;
+  const lead = d.rule === "simple"
+    ? "Simple acceptance (ILAC-G8 4.2.1, shared risk): pass requires |error| ≤ tolerance; no guard band, so a result at the limit has a 50 % probability of false accept"
+    : `Guarded acceptance (ILAC-G8 4.2.2): pass requires |error| + U ≤ tolerance, guard band w = U = ${withUnit(Plot.sig(d.guard_band, 2), unit)}; results between the guarded and simple limits are suspect, beyond the tolerance fail`;
+  const counts = `${d.points} points (means of ${m} readings): ${d.conditional_points} in the conditional zone, ${d.rejected_points} beyond the tolerance`;
+  const worst = `worst point error ${withUnit(Plot.sig(d.worst_error, 3), unit)} against ±${withUnit(Plot.sig(d.worst_tolerance, 3), unit)}; probability of false accept at the worst point: ${probability(d.false_accept_probability)}`;
+  return `${lead}. ${counts}; ${worst}.`;
+}
+
+function decisionBlock(res, unit) {
+  const words = decisionWords(res, unit);
+  if (!words) {
+    return h("p", { class: "note", "data-decision-rule": "none" },
+      `No decision rule applied: mode "${res.mode || "values"}" (no reference given), so the QARTOD tests ran on the values; accuracy, its uncertainty and the calibration figures need a reference.`);
+  }
+  const d = res.decision;
+  const state = { 1: "pass", 3: "suspect", 4: "fail" }[d.flag] || "";
+  return h("p", { class: `decision verdict-border-${state}`, "data-decision-rule": d.rule, title: res.decision_rule_text || "" }, words);
+}
+
+// Position in the thinned series of reading `reading` (series.index is sorted).
+function seriesPos(index, reading) {
+  let lo = 0; let hi = index.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (index[mid] < reading) lo = mid + 1; else hi = mid;
+  }
+  if (lo > 0 && Math.abs(index[lo - 1] - reading) < Math.abs(index[lo] - reading)) lo -= 1;
+  return lo;
+}
+
+// Error = reading - reference over time, with the tolerance, the guard band and the flags.
+function errorPlot(container, series, res, unit) {
+  const n = series.values.length;
+  const ta = Plot.timeAxis(series.timestamps, n);
+  const x = ta.x;
+  const err = series.values.map((v, i) => (Number.isFinite(v) && Number.isFinite(series.reference[i]) ? v - series.reference[i] : NaN));
+  const tolArr = Array.isArray(series.tolerance) ? series.tolerance : series.values.map(() => Number(series.tolerance) || 0);
+  const d = res.decision;
+  const w = d && d.rule === "guarded" ? d.guard_band || 0 : 0;
+  const inner = tolArr.map((tl) => Math.max(0, tl - w));
+  const layers = [];
+  const legend = [];
+  if (w > 0) {
+    layers.push({ type: "band", x, lo: inner, hi: tolArr, fill: "#d99a0040", cls: "conditional-zone" });
+    layers.push({ type: "band", x, lo: tolArr.map((tl) => -tl), hi: inner.map((v) => -v), fill: "#d99a0040", cls: "conditional-zone" });
+    layers.push({ type: "band", x, lo: inner.map((v) => -v), hi: inner, fill: "#2e9e4422", cls: "guarded-zone" });
+    legend.push({ label: "pass: |error| + U ≤ tolerance", color: "#2e9e4433", kind: "band" },
+      { label: `conditional zone (suspect), w = U = ${withUnit(Plot.sig(w, 2), unit)}`, color: "#d99a0055", kind: "band" });
+  } else {
+    layers.push({ type: "band", x, lo: tolArr.map((tl) => -tl), hi: tolArr, fill: "#2e9e4422", cls: "guarded-zone" });
+    legend.push({ label: "pass: |error| ≤ tolerance (simple acceptance)", color: "#2e9e4433", kind: "band" });
+  }
+  layers.push({ type: "line", x, y: tolArr, stroke: COLORS.bad, dash: "6 3", cls: "tolerance-line" });
+  layers.push({ type: "line", x, y: tolArr.map((v) => -v), stroke: COLORS.bad, dash: "6 3", cls: "tolerance-line" });
+  const tolMin = Math.min(...tolArr); const tolMax = Math.max(...tolArr);
+  const tolWords = tolMax - tolMin <= 1e-9 * Math.max(1, tolMax) ? `±${withUnit(Plot.sig(tolMax, 3), unit)}` : `±${Plot.sig(tolMin, 3)} to ±${withUnit(Plot.sig(tolMax, 3), unit)} with the level`;
+  legend.push({ label: `datasheet tolerance ${tolWords}`, color: COLORS.bad, dash: "6 3" });
+  layers.push({ type: "line", x, y: err, stroke: COLORS.ink, cls: "error-line" });
+  legend.push({ label: "error = reading − reference", color: COLORS.ink });
+  const flags = Array.isArray(series.flags) && series.flags.length === n ? series.flags : null;
+  if (flags) {
+    for (const [flag, color, label] of [[3, COLORS.warn, "suspect"], [4, COLORS.bad, "fail"]]) {
+      const idx = []; flags.forEach((f, i) => { if (f === flag) idx.push(i); });
+      if (idx.length) {
+        layers.push({ type: "points", x: idx.map((i) => x[i]), y: idx.map((i) => err[i]), fill: color, r: 2.5, cls: `flag-${flag}` });
+        legend.push({ label, color, kind: "point" });
+      }
+    }
+  }
+  if (d && Array.isArray(series.index) && series.index.length === n && Number.isFinite(d.worst_error)) {
+    const m = (res.uncertainty && res.uncertainty.readings_per_point) || 10;
+    const pos = seriesPos(series.index, d.worst_index * m + Math.floor(m / 2));
+    layers.push({ type: "points", x: [x[pos]], y: [d.worst_error], shape: "diamond", fill: "#fff", stroke: COLORS.ref, r: 5, cls: "worst-point",
+      titles: [`worst point: mean error ${withUnit(Plot.sig(d.worst_error, 3), unit)} against ±${Plot.sig(d.worst_tolerance, 3)}`] });
+    layers.push({ type: "label", x: x[pos], y: d.worst_error, dx: 8, dy: d.worst_error > 0 ? -6 : 12, text: "worst point", extent: false });
+    legend.push({ label: "worst point (mean of a point)", color: "#fff", stroke: COLORS.ref, kind: "point" });
+  }
+  const root = Plot.chart(container, { width: 900, height: 300, label: "error against the reference",
+    x: { title: ta.title, unit: ta.unit, ticks: 10 }, y: { title: `error (${unit})`, unit, ticks: 6 }, layers, legend });
+  root.setAttribute("data-series", "error");
+  return root;
+}
+
+function budgetTable(u, unit) {
+  if (!u) return h("p", { class: "note", "data-budget": "none" }, "No uncertainty budget: it needs a reference.");
+  const total = u.combined > 0 ? u.combined ** 2 : 0;
+  const num = (v) => h("td", { class: "num" }, withUnit(Plot.sig(v, 3), unit));
+  const head = h("tr", {}, ...["component", "type", "distribution", "standard uncertainty u", "share of u_c²", "basis"].map((x) => h("th", {}, x)));
+  const rows = (u.components || []).map((c) => h("tr", { "data-component": c.name },
+    h("td", {}, c.name), h("td", {}, c.kind), h("td", {}, c.distribution), num(c.standard_uncertainty),
+    h("td", { class: "num" }, total ? `${((c.standard_uncertainty ** 2 / total) * 100).toFixed(1)} %` : "—"),
+    h("td", { class: "basis" }, c.basis)));
+  rows.push(h("tr", { class: "total", "data-component": "combined" }, h("th", { colSpan: 3 }, "combined standard uncertainty u_c (root sum of squares)"), num(u.combined), h("td", { class: "num" }, "100 %"), h("td", {}, "")));
+  rows.push(h("tr", { class: "total", "data-component": "expanded" }, h("th", { colSpan: 3 }, `expanded uncertainty U = k·u_c, k = ${Plot.sig(u.k, 2)} (≈ 95 %)`), num(u.expanded), h("td", {}, ""), h("td", { class: "basis" }, `per point: mean of ${u.readings_per_point} readings (GUM, JCGM 100:2008)`)));
+  return h("table", { class: "budget", "data-budget": "table" }, h("thead", {}, head), h("tbody", {}, ...rows));
+}
+
+// Calibration figures: value, expanded uncertainty, where it applies; "not evaluated" with why.
+function calibrationTable(cal, unit) {
+  if (!cal) return h("p", { class: "note", "data-calibration": "none" }, "No calibration figures: they need a reference.");
+  const rows = [
+    ["offset", cal.offset, unit, "reference level", "reading = offset + gain · reference"],
+    ["gain", cal.gain, "", "reference level", ""],
+    ["linearity", cal.linearity, unit, "at reference", "largest deviation of the point errors from the fitted line"],
+    ["hysteresis", cal.hysteresis, unit, "at reference", "rising against falling approaches"],
+    ["repeatability", cal.repeatability, unit, "at reference", "pooled std of repeated set points"],
+    ["Allan deviation minimum", cal.allan_minimum, unit, "at τ", "best averaging time of the error"],
+    ["Allan slope", cal.allan_slope, "", "up to τ", "−1/2 white noise, 0 flicker, +1/2 random walk, +1 drift"],
+  ];
+  const head = h("tr", {}, ...["figure", "value (± U, k = 2)", "where", "meaning"].map((x) => h("th", {}, x)));
+  const body = rows.map(([name, f, u, where, meaning]) => {
+    const fig = f || { value: null, why: "not evaluated: not in this result" };
+    const missing = fig.value === null || fig.value === undefined;
+    const atUnit = where === "at τ" || where === "up to τ" ? "s" : unit;
+    const at = Number.isFinite(fig.at) ? `${where.replace("reference level", "at reference")} ${withUnit(Plot.sig(fig.at, 3), atUnit)}` : "";
+    const value = missing ? "not evaluated" : (name === "Allan slope" ? Plot.sig(fig.value, 2).replace(/^(\d)/, "+$1") : valueU(fig.value, fig.uncertainty, u));
+    const cells = missing
+      ? [h("td", { class: "num" }, "not evaluated"), h("td", { class: "why", colSpan: 2 }, `why: ${String(fig.why || "not evaluated").replace(/^not evaluated: /, "")}`)]
+      : [h("td", { class: "num" }, value), h("td", {}, at), h("td", { class: "basis" }, meaning)];
+    return h("tr", { "data-figure": name, class: missing ? "not-evaluated" : "" }, h("td", {}, name), ...cells);
+  });
+  const parts = [h("table", { class: "calibration", "data-calibration": "table" }, h("thead", {}, head), h("tbody", {}, ...body))];
+  if (cal.offset && Number.isFinite(cal.offset.value) && cal.gain && Number.isFinite(cal.gain.value)) {
+    parts.push(h("p", { class: "note", "data-correction": "" },
+      `Correction to load into the device: corrected = (reading − (${Plot.sig(cal.offset.value, 4)})) / ${Plot.sig(cal.gain.value, 6)}`));
+  }
+  return h("div", {}, ...parts);
+}
+
+// t63 and t90 of each reference step against the datasheet figures.
+function responseFigure(res, unit) {
+  const r = res.response;
+  const box = h("div", { class: "chart", "data-plot": "response" });
+  if (!r) return { node: h("p", { class: "note", "data-plot": "response" }, "Response time: not in this result."), draw: () => {} };
+  const steps = r.steps || [];
+  const limit = res.checks && res.checks.response_time ? res.checks.response_time.limit : null;
+  const ds63 = r.datasheet_tau63_s; const ds90 = r.datasheet_t90_s;
+  const sheet = ds63 ? `datasheet τ63 ${Plot.sig(ds63, 3)} s, t90 ${Plot.sig(ds90, 3)} s` : "no datasheet response time (set response_tau_s in spec_overrides)";
+  if (!steps.length) {
+    return { node: h("p", { class: "note", "data-plot": "response" }, `Response time not evaluated: ${r.why || "no reference step"} (${sheet}).`), draw: () => {} };
+  }
+  const med = (a) => { const s = a.filter(Number.isFinite).sort((p, q) => p - q); return s.length ? s[Math.floor(s.length / 2)] : NaN; };
+  const t63 = steps.map((s) => (s.t63_s === null ? NaN : s.t63_s));
+  const t90 = steps.map((s) => (s.t90_s === null ? NaN : s.t90_s));
+  const missed = t63.filter((v) => !Number.isFinite(v)).length;
+  const summary = `${steps.length} reference step(s): median t63 ${Plot.sig(med(t63), 3)} s, median t90 ${Plot.sig(med(t90), 3)} s; ${sheet}${limit ? `; suspect when t63 > ${Plot.sig(limit, 3)} s` : ""}${missed ? `; ${missed} step(s) never reached 63 %` : ""}.`;
+  const draw = () => {
+    const xs = steps.map((_, i) => i + 1);
+    const title = (s, i) => `step ${i + 1} at reading ${s.index}: ${s.size > 0 ? "+" : ""}${Plot.sig(s.size, 3)} ${unit}, t63 ${Plot.sig(s.t63_s, 3)} s, t90 ${Plot.sig(s.t90_s, 3)} s, dwell ${Plot.sig(s.dwell_s, 3)} s`;
+    const titles = steps.map(title);
+    const rising = (pred) => steps.map((s, i) => (pred(s) ? i : -1)).filter((i) => i >= 0);
+    const up = rising((s) => s.size > 0); const down = rising((s) => s.size <= 0);
+    const layers = [];
+    const legend = [];
+    for (const [vals, color, shape, name] of [[t63, COLORS.ref, "circle", "t63"], [t90, COLORS.t90, "square", "t90"]]) {
+      layers.push({ type: "points", x: up.map((i) => xs[i]), y: up.map((i) => vals[i]), fill: color, stroke: color, shape, r: 4, titles: up.map((i) => titles[i]), cls: `${name}-point` });
+      layers.push({ type: "points", x: down.map((i) => xs[i]), y: down.map((i) => vals[i]), fill: "#fff", stroke: color, shape, r: 4, titles: down.map((i) => titles[i]), cls: `${name}-point` });
+    }
+    legend.push({ label: "t63", color: COLORS.ref, kind: "point" }, { label: "t90", color: COLORS.t90, kind: "square" },
+      { label: "filled: rising step, open: falling", color: "#fff", stroke: "#556", kind: "point" });
+    for (const [v, color, dash, label] of [[ds63, COLORS.ref, "5 3", `datasheet τ63 ${Plot.sig(ds63, 3)} s`],
+      [ds90, COLORS.t90, "5 3", `datasheet t90 ${Plot.sig(ds90, 3)} s`], [limit, COLORS.warn, "2 3", `t63 suspect above ${Plot.sig(limit, 3)} s`]]) {
+      if (!Number.isFinite(v)) continue;
+      layers.push({ type: "hline", y: v, stroke: color, dash, cls: "datasheet-line" });
+      legend.push({ label, color, dash });
+    }
+    const root = Plot.chart(box, { width: 600, height: 280, label: "response time per reference step",
+      x: { title: "reference step (in time order)", unit: "", integer: true, min: 0, max: steps.length + 1, ticks: Math.min(10, steps.length + 1) },
+      y: { title: "response time (s)", unit: "s", min: 0, ticks: 5 }, layers, legend });
+    root.setAttribute("data-series", "response");
+  };
+  return { node: h("div", {}, box, h("p", { class: "note", "data-response-summary": "" }, summary)), draw };
+}
+
+// Overlapping Allan deviation of the error, log-log, with its minimum marked.
+function allanFigure(res, unit) {
+  const cal = res.calibration;
+  const pts = (cal && cal.allan) || [];
+  const box = h("div", { class: "chart", "data-plot": "allan" });
+  if (!pts.length) {
+    const why = (cal && cal.allan_minimum && cal.allan_minimum.why) || "it needs a reference and enough readings";
+    return { node: h("p", { class: "note", "data-plot": "allan" }, `Allan deviation not evaluated: ${why.replace(/^not evaluated: /, "")}.`), draw: () => {} };
+  }
+  const min = cal.allan_minimum || {};
+  const slope = cal.allan_slope || {};
+  const words = Number.isFinite(min.value)
+    ? `Minimum ${withUnit(Plot.sig(min.value, 3), unit)} at τ = ${Plot.sig(min.at, 3)} s (the best averaging time)${Number.isFinite(slope.value) ? `; slope ${Plot.sig(slope.value, 2)} up to τ = ${Plot.sig(slope.at, 3)} s (−1/2 white noise, +1 drift)` : ""}.`
+    : "No minimum within the averaging times the series supports.";
+  const draw = () => {
+    const tau = pts.map((p) => p.tau_s); const adev = pts.map((p) => p.adev);
+    const layers = [
+      { type: "line", x: tau, y: adev, stroke: COLORS.ref, width: 1.5, cls: "allan-line" },
+      { type: "points", x: tau, y: adev, fill: COLORS.ref, r: 2.5, titles: pts.map((p) => `τ ${Plot.sig(p.tau_s, 3)} s: σ ${Plot.sig(p.adev, 3)} ${unit}`) },
+    ];
+    const legend = [{ label: "Allan deviation of the error", color: COLORS.ref }];
+    if (Number.isFinite(min.value) && Number.isFinite(min.at)) {
+      layers.push({ type: "points", x: [min.at], y: [min.value], stroke: COLORS.bad, r: 7, strokeWidth: 2, cls: "allan-minimum",
+        titles: [`minimum ${Plot.sig(min.value, 3)} ${unit} at τ ${Plot.sig(min.at, 3)} s`] });
+      layers.push({ type: "label", x: min.at, y: min.value, dx: -12, dy: 4, anchor: "end", text: `minimum ${withUnit(Plot.sig(min.value, 2), unit)} at τ = ${Plot.sig(min.at, 3)} s`, extent: false, cls: "allan-minimum-label" });
+      legend.push({ label: "minimum", color: "#fff", stroke: COLORS.bad, kind: "point" });
+    }
+    const root = Plot.chart(box, { width: 600, height: 280, label: "Allan deviation of the error",
+      x: { title: "averaging time τ", unit: "s", log: true }, y: { title: `Allan deviation σ(τ) (${unit})`, unit, log: true }, layers, legend });
+    root.setAttribute("data-series", "allan");
+  };
+  return { node: h("div", {}, box, h("p", { class: "note", "data-allan-summary": "" }, words)), draw };
 }
 
 // ---- wiring -----------------------------------------------------------------------------

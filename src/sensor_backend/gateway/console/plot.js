@@ -92,8 +92,9 @@ const Plot = (() => {
   function logAxis(min, max, o) {
     const lo = Number.isFinite(min) && min > 0 ? min : 1;
     const hi = Number.isFinite(max) && max > lo ? max : lo * 10;
-    const e0 = Math.floor(Math.log10(lo) + 1e-9);
-    let e1 = Math.ceil(Math.log10(hi) - 1e-9);
+    // A relative slack of 1e-4 so 0.99999 s (a mean interval) starts the axis at 1 s, not 0.1 s.
+    const e0 = Math.floor(Math.log10(lo) + 1e-4);
+    let e1 = Math.ceil(Math.log10(hi) - 1e-4);
     if (e1 <= e0) e1 = e0 + 1;
     const mult = e1 - e0 <= 3 ? [1, 2, 5] : [1];
     const ticks = [];
@@ -184,8 +185,11 @@ const Plot = (() => {
     const width = c.width || 900;
     const height = c.height || 260;
     const root = svg(width, height, c.label || "chart");
-    const legendH = c.legend && c.legend.length ? 18 : 0;
-    const box = { left: c.left || 78, right: width - 14, top: 10 + legendH, bottom: height - (c.x.title ? 40 : 24) };
+    const left = c.left || 78;
+    const rows = c.legend && c.legend.length ? legendRows(c.legend, left, width - 14) : [];
+    const legendH = rows.length * LEGEND_ROW;
+    const box = { left, right: width - 28, top: 12 + legendH, bottom: height + legendH - (c.x.title ? 40 : 24) };
+    root.setAttribute("viewBox", `0 0 ${width} ${height + legendH}`);
     const xs = []; const ys = [];
     for (const l of c.layers) {
       if (l.extent === false) continue;
@@ -239,21 +243,41 @@ const Plot = (() => {
         text(plotArea, sx(l.x) + (l.dx || 0), sy(l.y) + (l.dy || 0), l.text, { class: `tick ${l.cls || ""}`, "text-anchor": l.anchor || "start" });
       }
     }
-    if (legendH) legend(root, box.left, 12, c.legend);
+    if (rows.length) legend(root, box.left, 12, rows);
     container.replaceChildren(root);
     return root;
   }
 
-  function legend(root, x0, y, items) {
-    const g = el("g", { class: "legend" }, root);
+  // Legend entries laid out in rows that fit `right`; returns the rows' total height.
+  const LEGEND_ROW = 16;
+  const legendWidth = (it) => 30 + it.label.length * 6.1;
+
+  function legendRows(items, x0, right) {
+    const rows = [[]];
     let x = x0;
     for (const it of items) {
-      if (it.kind === "band") el("rect", { x, y: y - 8, width: 16, height: 10, fill: it.color, stroke: it.stroke || "none" }, g);
-      else if (it.kind === "point") el("circle", { cx: x + 8, cy: y - 3, r: 3.5, fill: it.color, stroke: it.stroke || "none" }, g);
-      else el("line", { x1: x, x2: x + 16, y1: y - 3, y2: y - 3, stroke: it.color, "stroke-width": 2, ...(it.dash ? { "stroke-dasharray": it.dash } : {}) }, g);
-      text(g, x + 20, y, it.label, { class: "tick legend-label" });
-      x += 28 + it.label.length * 5.6;
+      const w = legendWidth(it);
+      if (x + w > right && rows[rows.length - 1].length) { rows.push([]); x = x0; }
+      rows[rows.length - 1].push(it);
+      x += w;
     }
+    return rows;
+  }
+
+  function legend(root, x0, y0, rows) {
+    const g = el("g", { class: "legend" }, root);
+    rows.forEach((row, r) => {
+      let x = x0;
+      const y = y0 + r * LEGEND_ROW;
+      for (const it of row) {
+        if (it.kind === "band") el("rect", { x, y: y - 8, width: 16, height: 10, fill: it.color, stroke: it.stroke || "none" }, g);
+        else if (it.kind === "square") el("rect", { x: x + 4.5, y: y - 6.5, width: 7, height: 7, fill: it.color, stroke: it.stroke || "none" }, g);
+        else if (it.kind === "point") el("circle", { cx: x + 8, cy: y - 3, r: 3.5, fill: it.color, stroke: it.stroke || "none", "stroke-width": 1.5 }, g);
+        else el("line", { x1: x, x2: x + 16, y1: y - 3, y2: y - 3, stroke: it.color, "stroke-width": 2, ...(it.dash ? { "stroke-dasharray": it.dash } : {}) }, g);
+        text(g, x + 20, y, it.label, { class: "tick legend-label" });
+        x += legendWidth(it);
+      }
+    });
   }
 
   // Bars: [{label, value}], e.g. events per 10 s bucket.
