@@ -140,19 +140,25 @@ def _require_finite(name: str, arr: Floats, *extremes: float) -> None:
 def _stats(
     x: Floats, extremes: tuple[float, float], abs_steps: Floats, centred: tuple[Floats, float]
 ) -> Stats:
+    """The series' statistics; consumes ``abs_steps`` and the centred times.
+
+    ``abs_steps``: see :func:`_smallest_nonzero`; the centred times' buffer takes the
+    deviations from the mean once the trend is computed (no new array).
+    """
     n = x.size
     if n == 0:
         return Stats(0, None, None, None, None, None, None)
     tc, sxx = centred
+    trend = float(tc @ x) / sxx * 3600.0 if sxx > 0 else None
     mean = float(x.mean())
-    dev = x - mean
+    dev = np.subtract(x, mean, out=tc)
     return Stats(
         count=n,
         min=extremes[0],
         max=extremes[1],
         mean=mean,
         std=math.sqrt(float(dev @ dev) / (n - 1)) if n > 1 else None,
-        trend_per_hour=float(tc @ x) / sxx * 3600.0 if sxx > 0 else None,
+        trend_per_hour=trend,
         smallest_step=_smallest_nonzero(abs_steps),
     )
 
@@ -162,10 +168,14 @@ def _smallest_nonzero(abs_steps: Floats) -> float | None:
 
     Non-negative IEEE 754 doubles order like their bit patterns as unsigned integers, and
     0.0 is the pattern 0: subtracting one wraps it to the largest pattern, out of the way.
+    The subtraction is done in place (no 8 bytes per reading allocated): ``abs_steps`` is
+    consumed, its contents are garbage afterwards.
     """
     if not abs_steps.size:
         return None
-    bits = int((abs_steps.view(np.uint64) - np.uint64(1)).min()) + 1
+    patterns = abs_steps.view(np.uint64)
+    np.subtract(patterns, np.uint64(1), out=patterns)
+    bits = int(patterns.min()) + 1
     if bits >= 1 << 63:  # only zeros (or the wrapped 0 - 1): no non-zero step
         return None
     return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
@@ -207,6 +217,7 @@ def _gap(
 def _dynamic_checks(
     spec: SensorSpec,
     steps: Floats,
+    abs_steps: Floats,
     *,
     dt: Floats | float,
     dt_min: float,
@@ -214,7 +225,6 @@ def _dynamic_checks(
     r: ErrorSeries | None,
 ) -> dict[str, Flags]:
     n = pinned.size
-    abs_steps = np.abs(steps)
     if r is None:  # values mode: QARTOD as is
         return {
             "spike": qc.spike(n, steps, abs_steps, *spec.spike_thresholds),
@@ -313,7 +323,7 @@ def analyse(
     flags = {
         "gross_range": qc.gross_range(x, spec, vmin, vmax),
         "saturation": qc.saturation(pinned, spec.saturation_count),
-        **_dynamic_checks(spec, steps, dt=dt, dt_min=dt_min, pinned=pinned, r=r),
+        **_dynamic_checks(spec, steps, abs_steps, dt=dt, dt_min=dt_min, pinned=pinned, r=r),
     }
     checks = _point_checks(spec, flags, r)
     checks["gap"], gaps, flags["gap"] = _gap(spec, n, ts, intervals, (imin, imax))
