@@ -75,11 +75,30 @@ def points(  # noqa: PLR0917 - the series, then how to cut it
         if moving is None
         else ~np.logical_or.reduceat(moving, starts)
     )
-    e_p = np.add.reduceat(err, starts) / counts
-    r_p = np.add.reduceat(ref, starts) / counts
-    x_p = r_p + e_p if x is None else np.add.reduceat(x, starts) / counts
-    t_p = np.add.reduceat(t, starts) / counts
+    e_p = _block_means(err, m, counts)
+    r_p = _block_means(ref, m, counts)
+    x_p = r_p + e_p if x is None else _block_means(x, m, counts)
+    t_p = _block_means(t, m, counts)
     return Points(m, starts, counts, e_p, r_p, x_p, steady, t_p)
+
+
+def _block_means(y: Floats, m: int, counts: Floats) -> Floats:
+    """Means of consecutive blocks of ``m`` readings (the last may be shorter).
+
+    The whole blocks are the rows of a (n / m, m) view; their sums are one matrix-vector
+    product with ones (BLAS dgemv streams the readings once, about twice as fast as
+    ``np.add.reduceat``; only the order of the m additions differs).
+    """
+    whole = y.size // m
+    out = np.empty(counts.size)
+    if m == 1:
+        out[:] = y
+    elif whole:
+        np.matmul(y[: whole * m].reshape(whole, m), np.ones(m), out=out[:whole])
+    if whole < counts.size:
+        out[whole] = y[whole * m :].sum()
+    out /= counts
+    return out
 
 
 def assess(
