@@ -114,7 +114,11 @@ def assess(
     tol_point = spec.tol_abs + spec.tol_rel * np.abs(pts.ref)
     budget = error_budget(spec, sigma, m)
     fixed = sum(c.standard_uncertainty**2 for c in budget.components if c.kind == "type B")
-    u_c = np.sqrt(fixed + (0.0 if sigma is None else sigma**2) / counts)
+    # Every point but perhaps the last holds m readings: one value, the same arithmetic.
+    noise_var = 0.0 if sigma is None else sigma**2
+    u_c = np.full(counts.size, math.sqrt(fixed + noise_var / m))
+    if counts.size and counts[-1] != m:
+        u_c[-1] = math.sqrt(fixed + noise_var / float(counts[-1]))
     decision = decide(e_point, tol_point, COVERAGE_K * u_c, u_c, spec.decision_rule)
 
     max_abs, fails = beyond
