@@ -308,8 +308,9 @@ def _slope_of_time(
     scale = np.sqrt(np.einsum("ij,ij->i", xc, xc))
     if not np.all(scale > 0):
         return "too few distinct times"
-    z = xc / scale[:, None]
-    corr = z @ z.T  # the regressors' correlation matrix: well conditioned unless collinear
+    # The regressors' correlation matrix (well conditioned unless collinear), without
+    # forming the scaled columns z = xc / scale: z z' = (xc xc') / (scale scale').
+    corr = (xc @ xc.T) / np.outer(scale, scale)
     with np.errstate(all="ignore"):
         try:
             inv = np.linalg.inv(corr)
@@ -319,8 +320,8 @@ def _slope_of_time(
     vif = float(inv[0, 0])
     if not math.isfinite(vif) or not 1.0 - 1e-9 <= vif <= 1.0 / COLLINEAR:
         return "the reference moves in step with time: drift cannot be told from a gain error"
-    beta = inv @ (z @ yc)
-    resid = yc - beta @ z
+    beta = inv @ ((xc @ yc) / scale)
+    resid = yc - (beta / scale) @ xc
     dof = n - k - 1
     sigma2 = max(float(resid @ resid) / dof, q_floor**2)
     slope = float(beta[0]) / float(scale[0])
