@@ -155,18 +155,15 @@ def test_admin_resets_a_breaker(page):
     page.wait_for_selector("#breaker-msg.ok:has-text('Breaker sensor reset')")
 
 
-def run_rig_test(system, sensor: str, scenario: str, **fields: object) -> dict:
+def run_rig_test(
+    system, sensor: str, scenario: str, *, reference: bool = True, **fields: object
+) -> dict:
     """POST a corpus series (values, timestamps, reference) through the gateway; its result."""
     case = make_case(BUILTIN_SPECS[sensor], scenario, "healthy", 1.0, seed=1, n=1200)
-    body = {
-        "device_id": f"console-{scenario}",
-        "readings": {
-            "values": case.values.tolist(),
-            "timestamps": case.timestamps.tolist(),
-            "reference": case.reference.tolist(),
-        },
-        **fields,
-    }
+    readings = {"values": case.values.tolist(), "timestamps": case.timestamps.tolist()}
+    if reference:
+        readings["reference"] = case.reference.tolist()
+    body = {"device_id": f"console-{scenario}", "readings": readings, **fields}
     base = system.url("gateway")
     accepted = httpx.post(
         f"{base}/test/sensor/{sensor}", json=body, headers=system.headers(), timeout=10
@@ -314,6 +311,22 @@ def test_simple_acceptance_in_words(system, page):
     error = page.wait_for_selector("[data-plot='error'] svg[data-series='error']")
     assert not error.query_selector("polygon.conditional-zone")
     assert_round_ticks([t.text_content() for t in error.query_selector_all(".y-tick")], "\u00b0C")
+
+
+def test_without_a_reference_the_page_says_why(system, page):
+    """Without a reference: no decision rule, no reference figures, and the page says why."""
+    doc = run_rig_test(system, "ds18b20", "ramp", reference=False)
+    assert doc["result"]["mode"] == "values"
+    open_detail(page, doc["test_id"])
+    rule = page.locator("[data-decision-rule]")
+    assert rule.get_attribute("data-decision-rule") == "none"
+    assert "no reference was given" in rule.inner_text()
+    assert page.locator("[data-reference-figures='none']").count() == 1
+    assert page.locator("[data-plot='error']").count() == 0
+    readings = page.query_selector("[data-plot='test'] svg[data-series='readings']")
+    assert_round_ticks(
+        [t.text_content() for t in readings.query_selector_all(".y-tick")], "\u00b0C"
+    )
 
 
 def test_killed_service_turns_red(system, page):

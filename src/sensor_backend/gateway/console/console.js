@@ -424,7 +424,9 @@ function renderDetail(doc, series) {
   const haveSeries = series && Array.isArray(series.values);
   const haveReference = haveSeries && Array.isArray(series.reference) && series.reference.length === series.values.length;
   if (haveSeries) {
-    parts.push(h("p", { class: "note" }, "Readings with reference and tolerance band; amber suspect, red failed points."));
+    parts.push(h("p", { class: "note" }, haveReference
+      ? "Readings with reference and tolerance band; amber suspect, red failed points."
+      : "Readings (no reference given); amber suspect, red failed points."));
   } else {
     parts.push(h("p", { class: "note" },
       "Readings unavailable: the plot shows, per check, which readings (by index) were flagged suspect (amber) or failed (red)."));
@@ -437,11 +439,16 @@ function renderDetail(doc, series) {
   }
   const response = responseFigure(res, unit);
   const allan = allanFigure(res, unit);
-  parts.push(h("h3", {}, "Uncertainty budget"), budgetTable(res.uncertainty, unit),
-    h("h3", {}, "Calibration"), calibrationTable(res.calibration, unit));
-  parts.push(h("div", { class: "pair" },
-    h("section", {}, h("h3", {}, "Response time"), response.node),
-    h("section", {}, h("h3", {}, "Allan deviation"), allan.node)));
+  if (res.uncertainty || res.calibration || res.response) {
+    parts.push(h("h3", {}, "Uncertainty budget"), budgetTable(res.uncertainty, unit),
+      h("h3", {}, "Calibration"), calibrationTable(res.calibration, unit));
+    parts.push(h("div", { class: "pair" },
+      h("section", {}, h("h3", {}, "Response time"), response.node),
+      h("section", {}, h("h3", {}, "Allan deviation"), allan.node)));
+  } else {
+    parts.push(h("p", { class: "note", "data-reference-figures": "none" },
+      "No uncertainty budget, calibration figures, response times or Allan deviation: they are figures of the error against a reference."));
+  }
   parts.push(h("h3", {}, "Metrics"), metrics(res), h("h3", {}, "Checks"), checksTable(checks));
   $("detail").replaceChildren(...parts);
   if (haveSeries) {
@@ -524,8 +531,10 @@ function decisionWords(res, unit) {
 function decisionBlock(res, unit) {
   const words = decisionWords(res, unit);
   if (!words) {
-    return h("p", { class: "note", "data-decision-rule": "none" },
-      `No decision rule applied: mode "${res.mode || "values"}" (no reference given), so the QARTOD tests ran on the values; accuracy, its uncertainty and the calibration figures need a reference.`);
+    const why = res.mode === "values"
+      ? "no reference was given, so the QARTOD tests ran on the values (mode \"values\"); accuracy, its uncertainty and the calibration figures need a reference"
+      : "this result has no decision section (it predates decision rules, or its accuracy was not evaluated)";
+    return h("p", { class: "note", "data-decision-rule": "none" }, `No decision rule applied: ${why}.`);
   }
   const d = res.decision;
   const state = { 1: "pass", 3: "suspect", 4: "fail" }[d.flag] || "";
@@ -591,7 +600,7 @@ function errorPlot(container, series, res, unit) {
     legend.push({ label: "worst point (mean of a point)", color: "#fff", stroke: COLORS.ref, kind: "point" });
   }
   const root = Plot.chart(container, { width: 900, height: 300, label: "error against the reference",
-    x: { title: ta.title, unit: ta.unit, ticks: 10 }, y: { title: `error (${unit})`, unit, ticks: 6 }, layers, legend });
+    x: { title: ta.title, unit: ta.unit, ticks: 10 }, y: { title: `error (${unit})`, unit, ticks: 6, pad: 0.04 }, layers, legend });
   root.setAttribute("data-series", "error");
   return root;
 }
@@ -650,9 +659,9 @@ function responseFigure(res, unit) {
   const steps = r.steps || [];
   const limit = res.checks && res.checks.response_time ? res.checks.response_time.limit : null;
   const ds63 = r.datasheet_tau63_s; const ds90 = r.datasheet_t90_s;
-  const sheet = ds63 ? `datasheet τ63 ${Plot.sig(ds63, 3)} s, t90 ${Plot.sig(ds90, 3)} s` : "no datasheet response time (set response_tau_s in spec_overrides)";
+  const sheet = ds63 ? `datasheet τ63 ${Plot.sig(ds63, 3)} s, t90 ${Plot.sig(ds90, 3)} s` : "no datasheet response time: set response_tau_s in spec_overrides";
   if (!steps.length) {
-    return { node: h("p", { class: "note", "data-plot": "response" }, `Response time not evaluated: ${r.why || "no reference step"} (${sheet}).`), draw: () => {} };
+    return { node: h("p", { class: "note", "data-plot": "response" }, `Response time not evaluated: ${r.why || "no reference step"}; ${sheet}.`), draw: () => {} };
   }
   const med = (a) => { const s = a.filter(Number.isFinite).sort((p, q) => p - q); return s.length ? s[Math.floor(s.length / 2)] : NaN; };
   const t63 = steps.map((s) => (s.t63_s === null ? NaN : s.t63_s));
@@ -711,7 +720,7 @@ function allanFigure(res, unit) {
     if (Number.isFinite(min.value) && Number.isFinite(min.at)) {
       layers.push({ type: "points", x: [min.at], y: [min.value], stroke: COLORS.bad, r: 7, strokeWidth: 2, cls: "allan-minimum",
         titles: [`minimum ${Plot.sig(min.value, 3)} ${unit} at τ ${Plot.sig(min.at, 3)} s`] });
-      layers.push({ type: "label", x: min.at, y: min.value, dx: -12, dy: 4, anchor: "end", text: `minimum ${withUnit(Plot.sig(min.value, 2), unit)} at τ = ${Plot.sig(min.at, 3)} s`, extent: false, cls: "allan-minimum-label" });
+      layers.push({ type: "label", x: min.at, y: min.value, dx: 12, dy: 4, anchor: "auto", text: `minimum ${withUnit(Plot.sig(min.value, 2), unit)} at τ = ${Plot.sig(min.at, 3)} s`, extent: false, cls: "allan-minimum-label" });
       legend.push({ label: "minimum", color: "#fff", stroke: COLORS.bad, kind: "point" });
     }
     const root = Plot.chart(box, { width: 600, height: 280, label: "Allan deviation of the error",

@@ -32,10 +32,11 @@ const Plot = (() => {
   function sig(v, digits = 3) {
     if (v === null || v === undefined || !Number.isFinite(v)) return "—";
     if (v === 0) return "0";
-    const a = Math.abs(v);
-    if (a >= 1e6 || a < 1e-4) return v.toExponential(digits - 1).replace("-", MINUS);
+    const r = Number(v.toPrecision(digits));  // 0.99999 to 3 digits is 1.00, not 1.000
+    const a = Math.abs(r);
+    if (a >= 1e6 || a < 1e-4) return r.toExponential(digits - 1).replace("-", MINUS);
     const dec = Math.max(0, digits - 1 - Math.floor(Math.log10(a)));
-    return v.toFixed(Math.min(dec, 12)).replace("-", MINUS);
+    return r.toFixed(Math.min(dec, 12)).replace("-", MINUS);
   }
 
   const withUnit = (s, unit) => (unit ? `${s} ${unit}` : s);
@@ -112,8 +113,13 @@ const Plot = (() => {
 
   function axis(values, o) {
     const vs = values.filter((v) => Number.isFinite(v) && (!o.log || v > 0));
-    const min = o.min !== undefined ? o.min : Math.min(...vs);
-    const max = o.max !== undefined ? o.max : Math.max(...vs);
+    let min = o.min !== undefined ? o.min : Math.min(...vs);
+    let max = o.max !== undefined ? o.max : Math.max(...vs);
+    if (o.pad && !o.log && max > min) {  // room so a line at the data's edge is not the frame
+      const pad = (max - min) * o.pad;
+      if (o.min === undefined) min -= pad;
+      if (o.max === undefined) max += pad;
+    }
     return o.log ? logAxis(min, max, o) : linearAxis(min, max, o);
   }
 
@@ -240,7 +246,11 @@ const Plot = (() => {
         if (l.label) text(plotArea, box.right - 4, y - 3, l.label, { class: "tick line-label", "text-anchor": "end", fill: l.stroke || "#556" });
       } else if (l.type === "label") {
         if (!ok(l.x, l.y)) continue;
-        text(plotArea, sx(l.x) + (l.dx || 0), sy(l.y) + (l.dy || 0), l.text, { class: `tick ${l.cls || ""}`, "text-anchor": l.anchor || "start" });
+        // "auto": to the right of a point in the left half of the plot, else to its left.
+        const left = sx(l.x) < (box.left + box.right) / 2;
+        const anchor = l.anchor === "auto" ? (left ? "start" : "end") : l.anchor || "start";
+        const dx = l.anchor === "auto" ? (left ? 1 : -1) * Math.abs(l.dx || 0) : l.dx || 0;
+        text(plotArea, sx(l.x) + dx, sy(l.y) + (l.dy || 0), l.text, { class: `tick ${l.cls || ""}`, "text-anchor": anchor });
       }
     }
     if (rows.length) legend(root, box.left, 12, rows);
