@@ -125,6 +125,8 @@ def flat_line(
     same = x_abs_steps <= tolerance
     if exclude is not None:
         same &= ~(exclude[1:] | exclude[:-1])
+    if not outside.size and not _has_run(same, suspect_count - 1):
+        return flags  # no run long enough to flag, no reading beyond the tolerance
     starts, ends = qc.run_bounds(same)
     if starts.size == 0:
         return flags
@@ -155,6 +157,23 @@ def flat_line(
         moved = np.abs(ref[o] - ref[run_start]) > tol_at(o)
         flags[o[moved]] = FAIL
     return flags
+
+
+def _has_run(mask: NDArray[np.bool_], length: int) -> bool:
+    """Whether ``mask`` holds ``length`` consecutive True entries.
+
+    By doubling, on bytes (no index arrays): ``run[i]`` says ``mask[i : i + have]`` is all
+    True, and ``run[:-s] & run[s:]`` (s <= have) extends that to ``have + s``; usually the
+    runs die out after a few cheap steps.
+    """
+    run, have = mask, 1
+    while have < length:
+        if not run.any():
+            return False
+        step = min(have, length - have)
+        run = run[:-step] & run[step:]
+        have += step
+    return bool(run.any())
 
 
 def _ramp(lengths: Indices) -> Indices:
