@@ -194,7 +194,8 @@ def _gap(
         return qc.not_evaluated("gap", n, why), None, np.full(n, NOT_EVALUATED, np.uint8)
     period = spec.nominal_period_s
     flags = qc.time_gap(intervals, period, GAP_SUSPECT_FACTOR, GAP_FAIL_FACTOR, extremes)
-    late = np.flatnonzero(flags[1:] > PASS)  # uint8: cheap, and usually empty
+    # uint8, and usually all pass: the maximum (one cheap pass) decides whether to search.
+    late = np.flatnonzero(flags[1:] > PASS) if int(flags.max()) > PASS else np.empty(0, np.intp)
     ratio = intervals[late] / period
     missing = int(np.maximum(np.rint(ratio) - 1, 0).sum())
     fraction = missing / (n + missing)
@@ -315,10 +316,11 @@ def analyse(
     period = spec.nominal_period_s
     t = ts if ts is not None else np.arange(n, dtype=np.float64) * period
     steps = np.diff(x)
-    abs_steps = np.abs(steps)
     dt, dt_min = _time_steps(period, intervals, imin)
     pinned = qc.at_limit(x, spec, vmin, vmax)
     r = ErrorSeries(spec, x, ref, t, rext) if ref is not None and n else None
+    # With a reference the signed steps of the values are not used again: |steps| in place.
+    abs_steps = np.abs(steps) if r is None else np.abs(steps, out=steps)
 
     flags = {
         "gross_range": qc.gross_range(x, spec, vmin, vmax),
