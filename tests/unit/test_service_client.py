@@ -89,6 +89,7 @@ async def test_a_503_is_a_failure_and_retried_on_another_replica(serve, session)
     c.pool.replicas[1].outstanding = 100  # make the first pick the 503 replica
     assert await status_of(c) == 200
     assert (bad.hits, good.hits) == (1, 1)
+    assert [r.outstanding for r in c.pool.replicas] == [0, 100]
     assert c.breaker.consecutive_failures == 0  # the success after it reset the streak
     assert c.breaker.failure_count == 1
     assert c.pool.replicas[0].failures == 1
@@ -101,6 +102,7 @@ async def test_the_last_503_is_handed_out_as_the_services_answer(serve, session)
     assert c.breaker.failure_count == 3  # three tries, each a failure
     assert await status_of(c, retryable=False) == 503
     assert c.breaker.failure_count == 4
+    assert c.pool.replicas[0].outstanding == 0  # every try's response was released
 
 
 async def test_a_500_counts_against_the_replica_only_and_is_not_retried(serve, session):

@@ -105,6 +105,10 @@ class ServiceClient:
             timeout=timeout or self.timeout,
         )
 
+    def backoff_s(self, attempt: int) -> float:
+        """Full-jitter wait before retry number ``attempt`` (DESIGN.md §5)."""
+        return backoff_s(attempt, self.retry, self._rng)
+
     def probed(self, url: str, ready: bool) -> None:  # noqa: FBT001 - the probe callback's shape
         """An active health check's result (``core.upstreams.add_service_probes``).
 
@@ -163,24 +167,26 @@ class Exchange:
         while True:
             generation = client.breaker.acquire()  # CircuitOpenError when open
             replica = client.pool.pick(exclude)
-            failure = await self._try(replica, generation)
-            if failure is None:
-                return self._handed_out(replica)
-            if not self._may_retry(attempt):
-                if isinstance(failure, aiohttp.ClientResponse):
-                    return self._handed_out(replica, failure)
-                kind = "timed out" if isinstance(failure, TimeoutError) else "unreachable"
-                raise UpstreamUnreachableError(f"{replica.url} {kind}") from failure
-            if isinstance(failure, aiohttp.ClientResponse):
-                failure.release()
+            outcome = await self._try(replica, generation)
+            if isinstance(outcome, aiohttp.ClientResponse):
+                if outcome.status not in CANNOT_SERVE or not self._may_retry(attempt):
+                    # Handed out (a 502/503/504 too, after the last try): the replica stays
+                    # busy with it until __aexit__ releases it.
+                    self._replica, self._response = replica, outcome
+                    return outcome
+                outcome.release()
+                replica.outstanding -= 1
+            elif not self._may_retry(attempt):
+                kind = "timed out" if isinstance(outcome, TimeoutError) else "unreachable"
+                raise UpstreamUnreachableError(f"{replica.url} {kind}") from outcome
             exclude = replica
-            await asyncio.sleep(backoff_s(attempt, client.retry, client._rng))  # noqa: SLF001
+            await asyncio.sleep(client.backoff_s(attempt))
             attempt += 1
 
     async def _try(
         self, replica: Replica, generation: int
-    ) -> aiohttp.ClientResponse | BaseException | None:
-        """One try; None when its response is kept in ``_response``, else what failed."""
+    ) -> aiohttp.ClientResponse | BaseException:
+        """One try, its outcome recorded: the response, or the transport error."""
         client = self._client
         breaker = client.breaker
         replica.outstanding += 1
@@ -213,25 +219,13 @@ class Exchange:
         if status in CANNOT_SERVE:
             breaker.record_failure(generation, time.perf_counter() - started)
             client.pool.failed(replica)
-            replica.outstanding -= 1
             return resp
         breaker.record_success(generation, time.perf_counter() - started)
         if status == SERVER_ERROR:
             client.pool.failed(replica)
         else:
             client.pool.succeeded(replica)
-        self._response = resp
-        return None
-
-    def _handed_out(
-        self, replica: Replica, response: aiohttp.ClientResponse | None = None
-    ) -> aiohttp.ClientResponse:
-        if response is not None:  # a 502/503/504 after the last try: counted already
-            replica.outstanding += 1
-            self._response = response
-        self._replica = replica
-        assert self._response is not None  # noqa: S101 - set by _try or just above
-        return self._response
+        return resp
 
     def _may_retry(self, attempt: int) -> bool:
         client = self._client
