@@ -185,6 +185,18 @@ def test_per_instance_env() -> None:
     assert len(spools) == len(expected)
 
 
+def test_sensor_instances_pin_openblas_to_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sensor's NumPy analysis runs without OpenBLAS threads unless the operator says."""
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    components = by_name(plan(LaunchOptions(data_dir=DATA, replicas={"sensor": 2})))
+    assert components["sensor"].env["OPENBLAS_NUM_THREADS"] == "1"
+    assert components["sensor-2"].env["OPENBLAS_NUM_THREADS"] == "1"
+    assert "OPENBLAS_NUM_THREADS" not in components["auth"].env
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    components = by_name(plan(LaunchOptions(data_dir=DATA)))
+    assert components["sensor"].env["OPENBLAS_NUM_THREADS"] == "2"
+
+
 def test_service_argv_runs_its_module() -> None:
     """Every service runs ``python -m sensor_backend.<service>.main``; replicas share it."""
     components = by_name(plan(LaunchOptions(data_dir=DATA, replicas={"sensor": 2})))

@@ -162,6 +162,13 @@ def _service(
             f"{prefix}SPOOL_DIR": str(data_dir / "spool" / name),
         }
     )
+    if svc == "sensor":
+        # The analysis is NumPy on 1M-reading arrays in a pool of worker threads; OpenBLAS's
+        # own threads (one per core, spinning while they wait) only oversubscribe the cores:
+        # on 2 busy cores analyse() of 1M readings took 170-230 ms with the default against
+        # 36 ms pinned to one (bench/sensor_analysis.py's series, best of 15). An operator's
+        # own setting wins.
+        env.setdefault("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS", "1"))
     argv = (sys.executable, "-m", f"sensor_backend.{svc}.main")
     return Component(name, Kind.SERVICE, port, service=svc, argv=argv, env=env)
 
