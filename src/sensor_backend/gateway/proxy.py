@@ -65,8 +65,6 @@ RESPONSE_SKIP = frozenset(
 )
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 MAX_BUFFERED_BODY = 1 << 20
-# Without a route limit a streamed body is bounded by the gateway's own (core middleware).
-MAX_STREAMED_BODY = 1 << 62
 
 
 def unavailable(service: str, retry_after_s: float, reason: str) -> Unavailable:
@@ -133,7 +131,8 @@ class ClientBody:
 
     __slots__ = ("_limit", "_receive", "client_fault")
 
-    def __init__(self, receive: Receive, limit: int) -> None:
+    def __init__(self, receive: Receive, limit: int | None) -> None:
+        # None: no route limit; the core middleware still bounds every body.
         self._receive = receive
         self._limit = limit
         self.client_fault: Exception | None = None
@@ -147,7 +146,7 @@ class ClientBody:
                 raise self.client_fault
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self._limit:
+            if self._limit is not None and size > self._limit:
                 self.client_fault = PayloadTooLarge(
                     f"request body over {self._limit} bytes", limit_bytes=self._limit
                 )
@@ -186,8 +185,8 @@ async def forward(
         raw_length = _header(scope, b"content-length")
         # Validated by the core middleware (digits only, within the gateway's own limit).
         length = int(raw_length) if raw_length is not None else None
-        limit = max_body_bytes if max_body_bytes is not None else MAX_STREAMED_BODY
-        if length is not None and length > limit:
+        limit = max_body_bytes
+        if limit is not None and length is not None and length > limit:
             raise PayloadTooLarge(f"request body over {limit} bytes", limit_bytes=limit)
         if retryable and length is not None and length <= MAX_BUFFERED_BODY:
             # Buffered, so a failed try can be sent again to another replica.
