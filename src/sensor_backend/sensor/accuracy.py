@@ -83,21 +83,27 @@ def points(  # noqa: PLR0917 - the series, then how to cut it
 
 
 def _block_means(y: Floats, m: int, counts: Floats) -> Floats:
-    """Means of consecutive blocks of ``m`` readings (the last may be shorter).
+    """Means of consecutive blocks of ``m`` readings (the last may be shorter)."""
+    out = block_sums(y, m, counts.size)
+    out /= counts
+    return out
+
+
+def block_sums(y: Floats, m: int, blocks: int) -> Floats:
+    """Sums of consecutive blocks of ``m`` entries of ``y`` (the last may be shorter).
 
     The whole blocks are the rows of a (n / m, m) view; their sums are one matrix-vector
     product with ones (BLAS dgemv streams the readings once, about twice as fast as
     ``np.add.reduceat``; only the order of the m additions differs).
     """
     whole = y.size // m
-    out = np.empty(counts.size)
+    out = np.empty(blocks)
     if m == 1:
         out[:] = y
     elif whole:
         np.matmul(y[: whole * m].reshape(whole, m), np.ones(m), out=out[:whole])
-    if whole < counts.size:
+    if whole < blocks:
         out[whole] = y[whole * m :].sum()
-    out /= counts
     return out
 
 

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sensor_backend.sensor.accuracy import block_sums
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
@@ -200,10 +202,11 @@ def _coarse(pts: Points) -> Points:
     if k <= 1:
         return pts
     starts = np.arange(0, pts.err.size, k)
-    counts = np.add.reduceat(pts.counts, starts)
+    counts = block_sums(pts.counts, k, starts.size)
 
     def mean(y: Floats) -> Floats:
-        out: Floats = np.add.reduceat(y * pts.counts, starts) / counts
+        out = block_sums(y * pts.counts, k, starts.size)
+        out /= counts
         return out
 
     steady = np.logical_and.reduceat(pts.steady, starts)
