@@ -68,6 +68,13 @@ RULES: tuple[ProxyRule, ...] = (
     ProxyRule("GET", "/test/sensor/{test_id}", "sensor", "/test/{test_id}", "A test's result"),
     ProxyRule("GET", "/test/{test_id}", "sensor", "/test/{test_id}", "A test's result"),
     ProxyRule("GET", "/test/{test_id}/readings", "sensor", "/test/{test_id}/readings", "Readings"),
+    ProxyRule(
+        "GET",
+        "/test/{test_id}/readings.csv",
+        "sensor",
+        "/test/{test_id}/readings.csv",
+        "All readings as CSV",
+    ),
     ProxyRule("GET", "/tests", "sensor", "/tests", "List sensor tests"),
     ProxyRule("GET", "/sensor-types", "sensor", "/sensor-types", "List sensor types"),
     ProxyRule("POST", "/sensor-types", "sensor", "/sensor-types", "Define a sensor type (admin)"),

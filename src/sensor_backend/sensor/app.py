@@ -9,6 +9,7 @@ from sensor_backend.core.security import AuthGuard
 from sensor_backend.core.service import attach_database
 from sensor_backend.core.upstreams import SessionHolder, add_service_probes
 from sensor_backend.sensor.dead_letter_routes import dead_letter_router
+from sensor_backend.sensor.readings_csv import readings_csv_router
 from sensor_backend.sensor.routes import router
 from sensor_backend.sensor.service import SensorService
 from sensor_backend.sensor.settings import SensorSettings
@@ -54,6 +55,7 @@ def build_app(settings: SensorSettings | None = None) -> FastAPI:
     ctx.health.add_extra(sensor.facts)
     app = create_app(ctx, title="sensor-backend sensor service")
     app.include_router(router)
+    app.include_router(readings_csv_router)
     app.include_router(dead_letter_router)
     app.state.db = db
     app.state.http = http

@@ -25,12 +25,12 @@ from sensor_backend.sensor.models import (
     TYPE_NAME_PATTERN,
     TestRequest,
     check_idempotency_key,
-    parse_test_request,
 )
 from sensor_backend.sensor.repository import ListFilter, links
 from sensor_backend.sensor.series import build_series, stored_readings
 from sensor_backend.sensor.service import SensorService  # noqa: TC001 - FastAPI resolves it
 from sensor_backend.sensor.specs import ALIASES, BUILTIN_SPECS, SensorSpec
+from sensor_backend.sensor.uploads import Options, parse_submission, with_upload_formats
 
 router = APIRouter()
 
@@ -90,7 +90,7 @@ def _body(
     "/test/{sensor_type}",
     tags=["tests"],
     status_code=202,
-    openapi_extra=_body(TestRequest, required=False),
+    openapi_extra=with_upload_formats(_body(TestRequest, required=False)),
     summary="Queue a sensor test (no body: a default simulated test)",
     responses=error_responses(401, 404, 503),
 )
@@ -98,23 +98,33 @@ def _body(
     "/test/sensor/{sensor_type}",
     tags=["tests"],
     status_code=202,
-    openapi_extra=_body(TestRequest, required=False),
+    openapi_extra=with_upload_formats(_body(TestRequest, required=False)),
     summary="Same as POST /test/{sensor_type} (the original notes' path)",
     responses=error_responses(401, 404, 503),
 )
-async def submit_test(
+async def submit_test(  # noqa: PLR0917 - FastAPI parameters
     request: Request,
     response: Response,
     sensor_type: TypeName,
     auth: Token,
+    options: Options,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    """202 with the test id; poll ``links.self`` for the status and the result."""
+    """202 with the test id; poll ``links.self`` for the status and the result.
+
+    The body: JSON, CSV (``text/csv``) or ``.npy`` arrays (``multipart/form-data``), see
+    `sensor.uploads`; the query parameters are for the CSV and ``.npy`` forms only.
+    """
     svc = service(request)
     key = check_idempotency_key(idempotency_key)
     raw = await request.body()
     parsed = await asyncio.to_thread(
-        parse_test_request, raw, sensor_type, max_readings=svc.settings.max_readings
+        parse_submission,
+        raw,
+        request.headers.get("content-type", ""),
+        sensor_type,
+        options,
+        max_readings=svc.settings.max_readings,
     )
     submitted = await svc.submit(
         sensor_type, parsed, submitted_by=auth.claims.sub, idempotency_key=key
