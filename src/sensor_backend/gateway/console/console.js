@@ -576,7 +576,7 @@ function errorPlot(container, series, res, unit) {
   }
   layers.push({ type: "line", x, y: tolArr, stroke: COLORS.bad, dash: "6 3", cls: "tolerance-line" });
   layers.push({ type: "line", x, y: tolArr.map((v) => -v), stroke: COLORS.bad, dash: "6 3", cls: "tolerance-line" });
-  const tolMin = Math.min(...tolArr); const tolMax = Math.max(...tolArr);
+  const [tolMin, tolMax] = Plot.extent([tolArr]);
   const tolWords = tolMax - tolMin <= 1e-9 * Math.max(1, tolMax) ? `±${withUnit(Plot.sig(tolMax, 3), unit)}` : `±${Plot.sig(tolMin, 3)} to ±${withUnit(Plot.sig(tolMax, 3), unit)} with the level`;
   legend.push({ label: `datasheet tolerance ${tolWords}`, color: COLORS.bad, dash: "6 3" });
   layers.push({ type: "line", x, y: err, stroke: COLORS.ink, cls: "error-line" });

@@ -111,10 +111,25 @@ const Plot = (() => {
     return { lo: ticks[0].v, hi: ticks[ticks.length - 1].v, ticks, log: true };
   }
 
-  function axis(values, o) {
-    const vs = values.filter((v) => Number.isFinite(v) && (!o.log || v > 0));
-    let min = o.min !== undefined ? o.min : Math.min(...vs);
-    let max = o.max !== undefined ? o.max : Math.max(...vs);
+  // [min, max] of the finite (and, for a log axis, positive) values of some arrays: a loop,
+  // not Math.min(...a), which overflows the stack on a few hundred thousand readings.
+  function extent(arrays, log) {
+    let min = Infinity; let max = -Infinity;
+    for (const a of arrays) {
+      for (const v of a) {
+        if (Number.isFinite(v) && (!log || v > 0)) {
+          if (v < min) min = v;
+          if (v > max) max = v;
+        }
+      }
+    }
+    return [min, max];
+  }
+
+  function axis(arrays, o) {
+    const [lo, hi] = extent(arrays, o.log);
+    let min = o.min !== undefined ? o.min : lo;
+    let max = o.max !== undefined ? o.max : hi;
     if (o.pad && !o.log && max > min) {  // room so a line at the data's edge is not the frame
       const pad = (max - min) * o.pad;
       if (o.min === undefined) min -= pad;
@@ -145,9 +160,8 @@ const Plot = (() => {
     if (!Array.isArray(timestamps) || timestamps.length !== n || !n) {
       return { x: Array.from({ length: n }, (_, i) => i), unit: "", title: "reading number" };
     }
-    const finite = timestamps.filter(Number.isFinite);
-    const t0 = Math.min(...finite);
-    const { div, unit } = timeUnit(Math.max(...finite) - t0);
+    const [t0, t1] = extent([timestamps]);
+    const { div, unit } = timeUnit(t1 - t0);
     return { x: timestamps.map((t) => (t - t0) / div), unit, title: "time since the first reading", div, t0 };
   }
 
@@ -199,9 +213,9 @@ const Plot = (() => {
     const xs = []; const ys = [];
     for (const l of c.layers) {
       if (l.extent === false) continue;
-      if (l.type === "band") { xs.push(...l.x); ys.push(...l.lo, ...l.hi); }
-      else if (l.type === "line" || l.type === "points") { xs.push(...l.x); ys.push(...l.y); }
-      else if (l.type === "hline") ys.push(l.y);
+      if (l.type === "band") { xs.push(l.x); ys.push(l.lo, l.hi); }
+      else if (l.type === "line" || l.type === "points") { xs.push(l.x); ys.push(l.y); }
+      else if (l.type === "hline") ys.push([l.y]);
     }
     const xAx = axis(xs, c.x);
     const yAx = axis(ys, c.y);
@@ -370,7 +384,7 @@ const Plot = (() => {
     return root;
   }
 
-  return { el, text, svg, bars, readings, flags, chart, fmt, sig, timeAxis, linearAxis, logAxis, niceStep };
+  return { el, text, svg, bars, readings, flags, chart, fmt, sig, extent, timeAxis, linearAxis, logAxis, niceStep };
 })();
 
 window.Plot = Plot;
