@@ -720,8 +720,7 @@ function allanFigure(res, unit) {
     if (Number.isFinite(min.value) && Number.isFinite(min.at)) {
       layers.push({ type: "points", x: [min.at], y: [min.value], stroke: COLORS.bad, r: 7, strokeWidth: 2, cls: "allan-minimum",
         titles: [`minimum ${Plot.sig(min.value, 3)} ${unit} at τ ${Plot.sig(min.at, 3)} s`] });
-      layers.push({ type: "label", x: min.at, y: min.value, dx: 12, dy: 4, anchor: "auto", text: `minimum ${withUnit(Plot.sig(min.value, 2), unit)} at τ = ${Plot.sig(min.at, 3)} s`, extent: false, cls: "allan-minimum-label" });
-      legend.push({ label: "minimum", color: "#fff", stroke: COLORS.bad, kind: "point" });
+      legend.push({ label: `minimum ${withUnit(Plot.sig(min.value, 2), unit)} at τ = ${Plot.sig(min.at, 3)} s`, color: "#fff", stroke: COLORS.bad, kind: "point" });
     }
     const root = Plot.chart(box, { width: 600, height: 280, label: "Allan deviation of the error",
       x: { title: "averaging time τ", unit: "s", log: true }, y: { title: `Allan deviation σ(τ) (${unit})`, unit, log: true }, layers, legend });

@@ -264,7 +264,7 @@ const Plot = (() => {
         const left = sx(l.x) < (box.left + box.right) / 2;
         const anchor = l.anchor === "auto" ? (left ? "start" : "end") : l.anchor || "start";
         const dx = l.anchor === "auto" ? (left ? 1 : -1) * Math.abs(l.dx || 0) : l.dx || 0;
-        text(plotArea, sx(l.x) + dx, sy(l.y) + (l.dy || 0), l.text, { class: `tick ${l.cls || ""}`, "text-anchor": anchor });
+        text(plotArea, sx(l.x) + dx, sy(l.y) + (l.dy || 0), l.text, { class: `tick label ${l.cls || ""}`, "text-anchor": anchor });
       }
     }
     if (rows.length) legend(root, box.left, 12, rows);
