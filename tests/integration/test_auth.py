@@ -211,10 +211,21 @@ async def test_unknown_user_still_pays_for_a_hash(client):
                 "data": {
                     "username": "alice",
                     "password": PASSWORD,
-                    "grant_type": "client_credentials",
+                    "grant_type": "authorization_code",
                 }
             },
             400,
+        ),
+        # The client credentials grant takes no username or password: 422 naming them.
+        (
+            {
+                "data": {
+                    "username": "alice",
+                    "password": PASSWORD,
+                    "grant_type": "client_credentials",
+                }
+            },
+            422,
         ),
         ({"content": b"<xml/>", "headers": {"content-type": "application/xml"}}, 400),
         ({"content": b"{bad", "headers": {"content-type": "application/json"}}, 400),
@@ -427,6 +438,12 @@ async def test_service_account_is_bootstrapped_with_only_the_service_role(fresh_
     """SERVICE_ACCOUNT_PASSWORD creates a machine account whose token has role service only."""
     settings = settings_for(fresh_db_dsn, service_account_password="relay-password-123")  # noqa: S106
     async with running(settings) as client:
+        # Accounts are bootstrapped after the keys load (argon2 hashes): wait for that.
+        bootstrap = client.app.state.auth._bootstrap
+        deadline = time.monotonic() + 20
+        while not bootstrap.done():
+            assert time.monotonic() < deadline, "accounts never bootstrapped"
+            await _sleep(0.05)
         response = await login(client, "sensor-relay", "relay-password-123")
         assert response.status_code == 200
         verified = await client.get("/verify", headers=bearer(response.json()["access_token"]))

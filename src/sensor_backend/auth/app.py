@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sensor_backend.auth.client_routes import router as client_router
+from sensor_backend.auth.clients import ClientRepository, SecretHasher
 from sensor_backend.auth.keys import KeyStore
 from sensor_backend.auth.passwords import PasswordService
 from sensor_backend.auth.rate_limit import LoginLimiter
@@ -29,7 +31,11 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
         settings=settings,
         db=db,
         users=UserRepository(db, cache_ttl_s=settings.user_cache_ttl_s),
-        keys=KeyStore(db, verifier, token_ttl_s=settings.access_token_ttl_s),
+        keys=KeyStore(
+            db,
+            verifier,
+            token_ttl_s=max(settings.access_token_ttl_s, settings.client_token_ttl_s),
+        ),
         revocations=RevocationList(db, refresh_s=settings.revocation_refresh_s),
         passwords=PasswordService(
             time_cost=settings.argon2_time_cost,
@@ -43,6 +49,11 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
             window_s=settings.login_window_s,
         ),
         verifier=verifier,
+        clients=ClientRepository(
+            db,
+            SecretHasher(settings.client_secret_key),
+            cache_ttl_s=settings.client_cache_ttl_s,
+        ),
     )
     ctx.on_startup.append(auth.start)
     ctx.on_shutdown.append(auth.stop)
@@ -57,6 +68,7 @@ def build_app(settings: AuthSettings | None = None) -> FastAPI:
     ctx.health.add_extra(auth_facts)
     app = create_app(ctx, title="sensor-backend auth service")
     app.include_router(router)
+    app.include_router(client_router)
     app.state.db = db
     app.state.auth = auth
     return app

@@ -11,13 +11,22 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
+from sensor_backend.auth.oauth import (
+    CLIENT_CREDENTIALS,
+    MAX_CREDENTIAL_CHARS,
+    PASSWORD,
+    UnsupportedGrantType,
+    client_credentials,
+)
 from sensor_backend.auth.service import AuthService
 from sensor_backend.core.errors import BadRequest, Unauthorized, Unavailable
 from sensor_backend.core.jwt_verify import Claims, TokenError, bearer_token
 from sensor_backend.core.openapi import error_responses
+from sensor_backend.core.scopes import SCOPE_LIST_PATTERN
 from sensor_backend.core.security import Authorization
 
 router = APIRouter()
+MAX_SCOPE_CHARS = 256
 
 # Letters, digits and . _ - ; starts with a letter or digit (no look-alike punctuation games).
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$"
@@ -56,6 +65,8 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: str
     expires_in: int
+    # The client credentials grant: the scopes granted (RFC 6749 §5.1); absent for people.
+    scope: str | None = None
 
 
 class VerifyOut(BaseModel):
@@ -64,6 +75,9 @@ class VerifyOut(BaseModel):
     roles: list[str]
     exp: int
     jti: str
+    # A machine client's token: its scopes (space-separated) and id; null for people.
+    scope: str | None = None
+    client_id: str | None = None
     revocation_may_be_stale: bool
     user_checked: bool
 
@@ -127,24 +141,40 @@ async def register(body: RegisterRequest, svc: Service) -> dict[str, object]:
 
 
 _LOGIN_SCHEMA = LoginRequest.model_json_schema()
-# OAuth2 form fields a standard client may send besides the credentials (RFC 6749 §4.3.2
-# scope, §2.3.1 client credentials): accepted and ignored, this server has no scopes or
-# registered clients.
+# OAuth2 form fields a password-grant client may send besides the credentials (RFC 6749
+# §4.3.2 scope, §2.3.1 client credentials): accepted and ignored for that grant.
 _OAUTH_FORM_FIELDS = ("scope", "client_id", "client_secret")
-# The form carries the same fields (one schema, so both say what validation accepts).
+_SCOPE_STRING = {"type": "string", "pattern": SCOPE_LIST_PATTERN, "maxLength": 256}
+_CREDENTIAL = {"type": "string", "minLength": 1, "maxLength": MAX_CREDENTIAL_CHARS}
+# The client credentials grant's form (RFC 6749 §4.4.2): the client authenticates with
+# HTTP Basic (preferred) or client_id and client_secret in the form (§2.3.1).
+_CLIENT_GRANT_SCHEMA = {
+    "title": "ClientCredentialsGrant",
+    "type": "object",
+    "properties": {
+        "grant_type": {"type": "string", "enum": [CLIENT_CREDENTIALS]},
+        "scope": _SCOPE_STRING,
+        "client_id": _CREDENTIAL,
+        "client_secret": _CREDENTIAL,
+    },
+    "required": ["grant_type"],
+    "additionalProperties": False,
+}
+_PASSWORD_GRANT_SCHEMA = {
+    **_LOGIN_SCHEMA,
+    "title": "PasswordGrant",
+    "properties": {
+        "grant_type": {"type": "string", "enum": [PASSWORD]},
+        **{name: {"type": "string"} for name in _OAUTH_FORM_FIELDS},
+        **_LOGIN_SCHEMA["properties"],
+    },
+}
 _TOKEN_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "application/x-www-form-urlencoded": {
-                "schema": {
-                    **_LOGIN_SCHEMA,
-                    "properties": {
-                        "grant_type": {"type": "string", "enum": ["password"]},
-                        **{name: {"type": "string"} for name in _OAUTH_FORM_FIELDS},
-                        **_LOGIN_SCHEMA["properties"],
-                    },
-                }
+                "schema": {"oneOf": [_PASSWORD_GRANT_SCHEMA, _CLIENT_GRANT_SCHEMA]}
             },
             "application/json": {"schema": _LOGIN_SCHEMA},
         },
@@ -161,8 +191,13 @@ class UnprocessableError(BadRequest):
         super().__init__(f"invalid {first}", fields=fields)
 
 
-async def _login_request(request: Request) -> LoginRequest:
-    """OAuth2 password flow form (RFC 6749 §4.3.2), or the same fields as JSON."""
+def _validation_error(exc: ValidationError) -> UnprocessableError:
+    fields = [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
+    return UnprocessableError(fields)
+
+
+async def _token_request(request: Request) -> LoginRequest | dict[str, str]:
+    """A password grant (RFC 6749 §4.3.2, form or JSON), or a client credentials form."""
     raw = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
@@ -172,22 +207,39 @@ async def _login_request(request: Request) -> LoginRequest:
             form = parse_qs(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
             data = {key: values[0] for key, values in form.items()}
             grant = data.pop("grant_type", None)
+            if grant == CLIENT_CREDENTIALS:
+                return _client_form(data)
             for name in _OAUTH_FORM_FIELDS:
                 data.pop(name, None)
-            if grant not in {None, "password"}:
-                raise BadRequest(
-                    "grant_type must be 'password'", error_code="unsupported_grant_type"
-                )
+            if grant not in {None, PASSWORD}:
+                raise UnsupportedGrantType("grant_type must be 'password' or 'client_credentials'")
         else:
             raise BadRequest("send username and password as a form or JSON")
         return LoginRequest.model_validate(data)
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, ValidationError):
-            fields = [
-                {"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()
-            ]
-            raise UnprocessableError(fields) from exc
+            raise _validation_error(exc) from exc
         raise BadRequest("request body is not valid form data or JSON") from exc
+
+
+def _client_form(data: dict[str, str]) -> dict[str, str]:
+    """The client credentials form's fields; 422 naming an unknown or malformed one."""
+    fields = [
+        {"field": name, "message": "unexpected field"}
+        for name in data
+        if name not in {"scope", "client_id", "client_secret"}
+    ]
+    scope = data.get("scope")
+    if scope is not None and (len(scope) > MAX_SCOPE_CHARS or not scope.strip()):
+        fields.append({"field": "scope", "message": "scope must list scopes"})
+    fields += [
+        {"field": name, "message": "must have 1 to 256 characters"}
+        for name in ("client_id", "client_secret")
+        if name in data and not 0 < len(data[name]) <= MAX_CREDENTIAL_CHARS
+    ]
+    if fields:
+        raise UnprocessableError(fields)
+    return data
 
 
 @router.post(
@@ -195,13 +247,22 @@ async def _login_request(request: Request) -> LoginRequest:
     response_model=TokenOut,
     tags=["auth"],
     openapi_extra=_TOKEN_BODY,
-    responses=error_responses(401, 429, 503),
+    responses=error_responses(400, 401, 429, 503),
 )
 async def token(request: Request, svc: Service) -> JSONResponse:
-    """OAuth2 password grant: an access token for valid credentials."""
-    body = await _login_request(request)
+    """OAuth2 token endpoint: the password grant, or the client credentials grant (rigs).
+
+    Client credentials (RFC 6749 §4.4): the client's id and secret in HTTP Basic (or as
+    ``client_id``/``client_secret`` in the form), an optional ``scope`` narrowing the
+    client's scopes. Errors carry the RFC 6749 §5.2 codes in ``error``.
+    """
+    body = await _token_request(request)
     client = client_address(request, svc.settings.trusted_proxies)
-    result = await svc.login(body.username, body.password, client)
+    if isinstance(body, LoginRequest):
+        result = await svc.login(body.username, body.password, client)
+    else:
+        creds = client_credentials(request.headers.get("authorization"), body)
+        result = await svc.client_token(creds, body.get("scope"), client)
     # RFC 6749 §5.1: token responses must not be cached.
     return JSONResponse(result, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 

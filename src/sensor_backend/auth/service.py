@@ -4,7 +4,9 @@ ServiceError (core.errors)
 ├── UsernameTakenError (409)          users.py
 ├── Unauthorized (401)                bad credentials or a refused token
 ├── Forbidden (403)                   revoking someone else's token without admin
-├── TooManyRequests (429)             login rate limit
+├── TooManyRequests (429)             login and client-authentication rate limit
+├── InvalidClient (401), InvalidScope, UnsupportedGrantType (400)   oauth.py
+├── ClientNotFoundError (404), ClientNameTakenError, ClientRevokedError (409)  clients.py
 └── Unavailable (503)                 database down (DatabaseUnavailable) or keys not loaded
 """
 
@@ -17,13 +19,17 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sensor_backend.auth.oauth import InvalidClient, InvalidScope
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
 from sensor_backend.core.jwt_verify import Claims, TokenError
 from sensor_backend.core.log import get_logger
+from sensor_backend.core.scopes import SCOPES, format_scope, parse_scope
 
 if TYPE_CHECKING:
+    from sensor_backend.auth.clients import Client, ClientRepository
     from sensor_backend.auth.keys import KeyStore
+    from sensor_backend.auth.oauth import ClientCredentials
     from sensor_backend.auth.passwords import PasswordService
     from sensor_backend.auth.rate_limit import LoginLimiter
     from sensor_backend.auth.revocation import RevocationList
@@ -65,8 +71,10 @@ class AuthService:
         passwords: PasswordService,
         limiter: LoginLimiter,
         verifier: JwtVerifier,
+        clients: ClientRepository,
     ) -> None:
         self.settings = settings
+        self.clients = clients
         self.db = db
         self.users = users
         self.keys = keys
@@ -143,22 +151,101 @@ class AuthService:
             self.limiter.failed(username, client)
             raise Unauthorized(INVALID_CREDENTIALS, token_error=False)
         self.limiter.succeeded(username)
-        now = int(time.time())
         ttl = self.settings.access_token_ttl_s
-        token = self.keys.sign(
+        token = self._sign(
+            ttl,
+            {"sub": str(user.id), "preferred_username": user.username, "roles": list(user.roles)},
+        )
+        return {"access_token": token, "token_type": "bearer", "expires_in": ttl}
+
+    def _sign(self, ttl: int, claims: dict[str, Any]) -> str:
+        now = int(time.time())
+        return self.keys.sign(
             {
                 "iss": self.settings.jwt_issuer,
                 "aud": self.settings.jwt_audience,
-                "sub": str(user.id),
-                "preferred_username": user.username,
-                "roles": list(user.roles),
+                **claims,
                 "iat": now,
                 "nbf": now,
                 "exp": now + ttl,
                 "jti": secrets.token_urlsafe(16),
             }
         )
-        return {"access_token": token, "token_type": "bearer", "expires_in": ttl}
+
+    async def client_token(
+        self, creds: ClientCredentials, requested: str | None, address: str
+    ) -> dict[str, Any]:
+        """OAuth 2.0 client credentials grant (RFC 6749 §4.4): a short-lived scoped token.
+
+        Failed client authentications count like failed logins (per client id and per
+        address). The token's ``sub`` and ``client_id`` are the client's id (RFC 9068 §2.2),
+        ``scope`` the granted scopes, ``roles`` empty: never a person's rights.
+        """
+        key = f"client:{creds.client_id}"
+        wait = self.limiter.retry_after(key, address)
+        if wait is not None:
+            raise TooManyRequests(
+                "too many failed client authentications; try again later", retry_after_s=wait
+            )
+        if not self.keys.loaded:
+            raise Unavailable("signing keys not loaded yet (database unavailable)", retry_after_s=5)
+        client = await self.clients.authenticate(creds.client_id, creds.client_secret)
+        if client is None:
+            self.limiter.failed(key, address)
+            raise InvalidClient
+        self.limiter.succeeded(key)
+        granted = client.scopes
+        if requested is not None and requested.strip():
+            wanted = parse_scope(requested)
+            extra = [s for s in wanted if s not in client.scopes]
+            if extra:
+                raise InvalidScope(
+                    f"scope {' '.join(extra)!r} not granted to this client",
+                    allowed_scope=format_scope(client.scopes),
+                )
+            granted = wanted
+        ttl = self.settings.client_token_ttl_s
+        scope = format_scope(granted)
+        token = self._sign(
+            ttl,
+            {
+                "sub": client.client_id,
+                "client_id": client.client_id,
+                "client_name": client.name,
+                "scope": scope,
+                "roles": [],
+            },
+        )
+        log.info("client token issued", client_id=client.client_id, scope=scope)
+        return {"access_token": token, "token_type": "bearer", "expires_in": ttl, "scope": scope}
+
+    # -- machine clients (admin) ---------------------------------------------------------
+    async def create_client(
+        self, caller: Claims, name: str, scopes: tuple[str, ...]
+    ) -> tuple[Client, str]:
+        unknown = [s for s in scopes if s not in SCOPES]
+        if unknown:
+            raise InvalidScope(f"unknown scope {unknown[0]!r}", allowed_scope=format_scope(SCOPES))
+        client, secret = await self.clients.create(name, scopes, created_by=caller.sub)
+        log.info("client created", client_id=client.client_id, name=name, by=caller.sub)
+        return client, secret
+
+    async def rotate_client(self, caller: Claims, client_id: str) -> tuple[Client, str]:
+        client, secret = await self.clients.rotate(client_id)
+        log.info("client secret rotated", client_id=client_id, by=caller.sub)
+        return client, secret
+
+    async def revoke_client(self, caller: Claims, client_id: str) -> Client:
+        client = await self.clients.revoke(client_id)
+        log.info("client revoked", client_id=client_id, by=caller.sub)
+        return client
+
+    async def admin(self, token: str) -> Claims:
+        """The claims of an admin's valid token (401), or 403 for anyone else."""
+        claims = (await self.verify(token)).claims
+        if not claims.is_admin:
+            raise Forbidden("this operation needs the admin role")
+        return claims
 
     def check_token(self, token: str) -> Claims:
         """Signature, claims and revocation, from memory only (works with the database down)."""
@@ -176,11 +263,16 @@ class AuthService:
         claims = self.check_token(token)
         user_checked = True
         try:
-            exists = await self.users.exists(claims.sub)
+            if claims.client_id is not None:
+                exists = await self.clients.active(claims.client_id)
+            else:
+                exists = await self.users.exists(claims.sub)
         except DatabaseUnavailable:
             # Degrade to the signature and the cached revocation list (original notes).
             exists, user_checked = True, False
         if not exists:
+            if claims.client_id is not None:
+                raise Unauthorized("token client revoked")
             raise Unauthorized("token user no longer exists")
         return Verified(claims, self.revocations.stale or not user_checked, user_checked)
 

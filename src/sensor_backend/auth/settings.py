@@ -35,6 +35,13 @@ class AuthSettings(DatabaseSettingsMixin, ServiceSettings):
     access_token_ttl_s: int = Field(
         default=3600, ge=60, le=86400, validation_alias=shared("ACCESS_TOKEN_TTL_S", PREFIX)
     )
+    # Machine clients (rigs, OAuth client credentials): shorter-lived tokens, since a rig
+    # can always get a new one and fallback mode cannot see a revocation until expiry.
+    client_token_ttl_s: int = Field(default=900, ge=1, le=86400)
+    # The HMAC key of stored client secrets (auth/clients.py); keep it out of the database.
+    client_secret_key: str = Field(default="", repr=False)
+    # How long /verify trusts that a client is not revoked before asking the database again.
+    client_cache_ttl_s: float = Field(default=5.0, ge=0)
     # argon2id cost: RFC 9106's second recommended option (t=3, m=64 MiB, p=4).
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8192)

@@ -53,13 +53,33 @@ class Claims:
     iat: int
     jti: str
     iss: str
+    # None: a person's token (no ``scope`` claim), with the rights of its roles. A tuple:
+    # a machine client's token, limited to these scopes (core.scopes).
+    scopes: tuple[str, ...] | None = None
+    client_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
 
+    def allows(self, scope: str) -> bool:
+        """Whether the token may act within ``scope`` (people's tokens: always)."""
+        return self.scopes is None or scope in self.scopes
+
+    @property
+    def scope(self) -> str | None:
+        """The space-separated ``scope`` value, or None for a person's token."""
+        return None if self.scopes is None else " ".join(self.scopes)
+
     def as_dict(self) -> dict[str, Any]:
-        return {"sub": self.sub, "roles": list(self.roles), "exp": self.exp, "jti": self.jti}
+        return {
+            "sub": self.sub,
+            "roles": list(self.roles),
+            "exp": self.exp,
+            "jti": self.jti,
+            "scope": self.scope,
+            "client_id": self.client_id,
+        }
 
 
 def public_jwk(public_key: Any, kid: str) -> dict[str, Any]:  # noqa: ANN401 - cryptography key
@@ -151,6 +171,7 @@ def _claims(payload: dict[str, Any]) -> Claims:
     sub, jti = payload["sub"], payload["jti"]
     if not isinstance(sub, str) or not isinstance(jti, str):
         raise TokenError("token sub and jti must be strings")
+    scopes, client_id = scope_claims(payload.get("scope"), payload.get("client_id"))
     return Claims(
         sub=sub,
         roles=tuple(roles),
@@ -158,4 +179,21 @@ def _claims(payload: dict[str, Any]) -> Claims:
         iat=int(payload["iat"]),
         jti=jti,
         iss=str(payload["iss"]),
+        scopes=scopes,
+        client_id=client_id,
     )
+
+
+def scope_claims(scope: Any, client_id: Any) -> tuple[tuple[str, ...] | None, str | None]:  # noqa: ANN401 - JSON values
+    """The scopes and client id of a token's claims (or /verify's answer).
+
+    No ``scope`` and no ``client_id``: a person's token (None: the role's rights). A client
+    token without a ``scope`` gets no scopes at all, never a person's rights.
+    """
+    if client_id is not None and (not isinstance(client_id, str) or not client_id):
+        raise TokenError("token client_id claim invalid")
+    if scope is None:
+        return (None if client_id is None else ()), client_id
+    if not isinstance(scope, str):
+        raise TokenError("token scope claim invalid")
+    return tuple(dict.fromkeys(scope.split())), client_id

@@ -34,7 +34,7 @@ EDGE_STATUSES = (400, 413, 422)
 DESCRIPTIONS = {
     400: "Malformed request: body not JSON or form data, malformed header",
     401: "Missing, malformed, expired or revoked bearer token",
-    403: "The token lacks the role this operation needs",
+    403: "The token lacks the role or the scope (`required_scope`) this operation needs",
     404: "No such resource",
     409: "Conflicts with an existing resource",
     413: "Request body over the service's size limit",

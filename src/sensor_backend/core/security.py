@@ -2,8 +2,9 @@
 
 `AuthGuard` owns the auth breaker, the JWKS cache (kept in memory and in a local file) and
 the `TokenAuthenticator`, created inside the event loop at startup. Routes depend on
-`require_token` / `require_admin_token`; when the token was validated locally because auth
-is down, the response carries ``X-Auth-Mode: fallback`` (DESIGN.md §4).
+`require_token` / `require_admin_token`, or on `scoped_token(scope)` (the ``TestsRead``...
+aliases) where a machine client needs a scope (core.scopes); when the token was validated
+locally because auth is down, the response carries ``X-Auth-Mode: fallback`` (DESIGN.md §4).
 """
 
 from __future__ import annotations
@@ -18,9 +19,16 @@ from sensor_backend.core.errors import Unavailable
 from sensor_backend.core.jwks import JwksCache
 from sensor_backend.core.jwt_verify import JwtVerifier
 from sensor_backend.core.metrics import TokenAuthCollector
-from sensor_backend.core.token_auth import Authenticated, TokenAuthenticator, require_admin
+from sensor_backend.core.scopes import EVENTS_READ, EVENTS_WRITE, TESTS_READ, TESTS_WRITE
+from sensor_backend.core.token_auth import (
+    Authenticated,
+    TokenAuthenticator,
+    require_admin,
+    require_scope,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     from sensor_backend.core.app import ServiceContext
@@ -134,5 +142,26 @@ async def require_admin_token(
     return require_admin(await require_token(request, response, authorization))
 
 
+def scoped_token(scope: str) -> Callable[..., Awaitable[Authenticated]]:
+    """A dependency: a valid token that may act within ``scope`` (403 naming it otherwise).
+
+    People's tokens (no ``scope`` claim) pass on their roles as before; machine clients'
+    tokens need the scope (core.scopes). Use as ``Annotated[Authenticated,
+    Depends(scoped_token("tests:write"))]``, or the aliases below.
+    """
+
+    async def dependency(
+        request: Request, response: Response, authorization: Authorization
+    ) -> Authenticated:
+        return require_scope(await require_token(request, response, authorization), scope)
+
+    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    return dependency
+
+
 Token = Annotated[Authenticated, Depends(require_token)]
 AdminToken = Annotated[Authenticated, Depends(require_admin_token)]
+TestsRead = Annotated[Authenticated, Depends(scoped_token(TESTS_READ))]
+TestsWrite = Annotated[Authenticated, Depends(scoped_token(TESTS_WRITE))]
+EventsRead = Annotated[Authenticated, Depends(scoped_token(EVENTS_READ))]
+EventsWrite = Annotated[Authenticated, Depends(scoped_token(EVENTS_WRITE))]

@@ -57,6 +57,7 @@ from sensor_backend.core.jwt_verify import (
     TokenError,
     UnknownKeyError,
     bearer_token,
+    scope_claims,
 )
 from sensor_backend.core.log import get_logger
 from sensor_backend.core.request_context import outgoing_headers
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 
     from sensor_backend.core.jwks import JwksCache
 
-__all__ = ["AuthMode", "Authenticated", "TokenAuthenticator", "require_admin"]
+__all__ = ["AuthMode", "Authenticated", "TokenAuthenticator", "require_admin", "require_scope"]
 
 AuthMode = Literal["auth", "fallback"]
 
@@ -90,12 +91,49 @@ class Authenticated:
     claims: Claims
     mode: AuthMode
 
+    @property
+    def subject(self) -> str:
+        """Who is calling: the user id, or the machine client's id (rate-limit key)."""
+        return self.claims.sub
+
+    @property
+    def client_id(self) -> str | None:
+        """The machine client's id (rig), or None for a person's token."""
+        return self.claims.client_id
+
+    @property
+    def is_client(self) -> bool:
+        return self.claims.client_id is not None
+
 
 def require_admin(authenticated: Authenticated) -> Authenticated:
     """Return ``authenticated`` when it has the admin role, otherwise raise Forbidden."""
     if not authenticated.claims.is_admin:
         raise Forbidden("this operation needs the admin role")
     return authenticated
+
+
+def require_scope(authenticated: Authenticated, scope: str) -> Authenticated:
+    """Return ``authenticated`` when its token may act within ``scope``, else Forbidden.
+
+    People's tokens (no ``scope`` claim) keep their roles' rights; a client token needs
+    the scope itself (403 ``insufficient_scope``, RFC 6750 §3.1, naming the scope).
+    """
+    if not authenticated.claims.allows(scope):
+        raise InsufficientScope(scope)
+    return authenticated
+
+
+class InsufficientScope(Forbidden):
+    code = "insufficient_scope"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this operation needs the scope {scope!r}", required_scope=scope)
+        self.scope = scope
+
+    def headers(self) -> dict[str, str]:
+        # RFC 6750 §3: the scope needed; scope names are fixed strings (core.scopes).
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{self.scope}"'}
 
 
 class _AuthUnusableError(Exception):
@@ -303,6 +341,10 @@ class TokenAuthenticator:
         # /verify does not return iat and iss: iss is the one we trust, iat unknown (0).
         issuer = self._jwks.verifier.issuer
         iat, iss = body.get("iat", 0), body.get("iss", issuer)
+        try:
+            scopes, client_id = scope_claims(body.get("scope"), body.get("client_id"))
+        except TokenError as exc:
+            raise ValueError(str(exc)) from exc
         return Claims(
             sub=sub,
             roles=tuple(roles),
@@ -310,6 +352,8 @@ class TokenAuthenticator:
             iat=iat if isinstance(iat, int) and not isinstance(iat, bool) else 0,
             jti=jti,
             iss=iss if isinstance(iss, str) else issuer,
+            scopes=scopes,
+            client_id=client_id,
         )
 
     # ------------------------------------------------------------------ fallback path

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sensor_backend.core.api_types import INT64_MAX, Rfc3339
 from sensor_backend.core.cloudevents import CloudEvent
 from sensor_backend.core.openapi import error_responses
-from sensor_backend.core.security import Token
+from sensor_backend.core.security import EventsRead, EventsWrite
 from sensor_backend.events.service import EventService  # noqa: TC001 - FastAPI resolves it
 
 router = APIRouter()
@@ -48,10 +48,10 @@ _BODY = {
     responses={
         200: {"description": "Every event was a duplicate (already accepted before)"},
         202: {"description": "Queued durably: the broker is down, sent when it returns"},
-        **error_responses(401, 503),
+        **error_responses(401, 403, 503),
     },
 )
-async def send_event(request: Request, response: Response, _: Token) -> dict[str, Any]:
+async def send_event(request: Request, response: Response, _: EventsWrite) -> dict[str, Any]:
     """Produce one event or a batch: 201 sent, 202 queued (broker down), 200 duplicate.
 
     413 for a body over the batch byte limit or an event over the per-event limit, 422 for
@@ -84,16 +84,16 @@ async def send_event(request: Request, response: Response, _: Token) -> dict[str
     }
 
 
-@router.get("/stats", tags=["events"], responses=error_responses(401, 503))
-async def stats(request: Request, _: Token) -> dict[str, Any]:
+@router.get("/stats", tags=["events"], responses=error_responses(401, 403, 503))
+async def stats(request: Request, _: EventsRead) -> dict[str, Any]:
     """Produce and consume counters, journal depth, lag, latency percentiles, breaker state."""
     return await service(request).stats()
 
 
-@router.get("/logs", tags=["events"], responses=error_responses(401, 503))
+@router.get("/logs", tags=["events"], responses=error_responses(401, 403, 503))
 async def logs(  # noqa: PLR0917 - FastAPI query parameters
     request: Request,
-    _: Token,
+    _: EventsRead,
     type: Annotated[str | None, Query(max_length=256)] = None,  # noqa: A002 - the API's name
     subject: Annotated[str | None, Query(max_length=512)] = None,
     since: Rfc3339 | None = None,

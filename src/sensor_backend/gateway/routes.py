@@ -17,7 +17,9 @@ from starlette.routing import Route
 
 from sensor_backend.core.errors import NotFound, Unavailable
 from sensor_backend.core.openapi import error_response_object, error_responses
+from sensor_backend.core.scopes import EVENTS_WRITE
 from sensor_backend.core.security import AdminToken
+from sensor_backend.core.token_auth import require_scope
 from sensor_backend.gateway.event_queue import read_event_body
 from sensor_backend.gateway.proxy import forward
 from sensor_backend.gateway.service_openapi import service_operation
@@ -55,13 +57,31 @@ JWKS = "/.well-known/jwks.json"
 RULES: tuple[ProxyRule, ...] = (
     ProxyRule("POST", "/auth/register", "auth", "/register", "Register a user"),
     ProxyRule("POST", "/register", "auth", "/register", "Register a user"),
-    ProxyRule("POST", "/auth/token", "auth", "/token", "Log in (OAuth2 password grant)"),
-    ProxyRule("POST", "/token", "auth", "/token", "Log in (OAuth2 password grant)"),
+    ProxyRule("POST", "/auth/token", "auth", "/token", "A token (password or client credentials)"),
+    ProxyRule("POST", "/token", "auth", "/token", "A token (password or client credentials)"),
     ProxyRule("GET", "/auth/verify", "auth", "/verify", "Verify a token"),
     ProxyRule("GET", "/verify", "auth", "/verify", "Verify a token"),
     ProxyRule("POST", "/auth/revoke", "auth", "/revoke", "Revoke a token"),
     ProxyRule("GET", f"/auth{JWKS}", "auth", JWKS, "Public keys (JWKS)"),
     ProxyRule("GET", JWKS, "auth", JWKS, "Public keys (JWKS)"),
+    # Machine clients (rigs); auth itself requires the admin's token.
+    ProxyRule("POST", "/auth/clients", "auth", "/clients", "Create a rig client (admin)"),
+    ProxyRule("GET", "/auth/clients", "auth", "/clients", "List rig clients (admin)"),
+    ProxyRule("POST", "/auth/clients/bulk", "auth", "/clients/bulk", "Create rig clients in bulk"),
+    ProxyRule(
+        "POST",
+        "/auth/clients/{client_id}/rotate",
+        "auth",
+        "/clients/{client_id}/rotate",
+        "Rotate a rig client's secret (admin)",
+    ),
+    ProxyRule(
+        "POST",
+        "/auth/clients/{client_id}/revoke",
+        "auth",
+        "/clients/{client_id}/revoke",
+        "Revoke a rig client (admin)",
+    ),
     ProxyRule(
         "POST", "/test/sensor/{sensor_type}", "sensor", "/test/{sensor_type}", "Start a test"
     ),
@@ -116,7 +136,11 @@ class EventHandler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gateway = self.gateway
-        _, extra = await gateway.admit(scope, "events")
+        auth, extra = await gateway.admit(scope, "events")
+        if auth is not None:
+            # The event service checks events:write too, but not when it is down and the
+            # event is spooled here: so the gateway checks it on every request.
+            require_scope(auth, EVENTS_WRITE)
         queue = gateway.events
         # The event contract first (413, 422, 400), whether the event service is up or
         # not: the gateway never accepts what the event service would refuse.

@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 
 from sensor_backend.core.errors import NotFound
 from sensor_backend.core.openapi import error_responses
-from sensor_backend.core.security import Token
+from sensor_backend.core.security import TestsRead
 from sensor_backend.sensor.analysis import analyse
 from sensor_backend.sensor.series import stored_readings
 from sensor_backend.sensor.simulate import parse_faults, simulate
@@ -124,11 +124,11 @@ async def csv_blocks(readings: Readings) -> AsyncIterator[str]:
                 }
             },
         },
-        **error_responses(401, 404, 503),
+        **error_responses(401, 403, 404, 503),
     },
 )
 async def get_test_readings_csv(
-    request: Request, test_id: uuid.UUID, _: Token
+    request: Request, test_id: uuid.UUID, _: TestsRead
 ) -> StreamingResponse:
     """All readings as CSV: timestamp, value, reference, error and the aggregate flag."""
     svc: SensorService = request.app.state.sensor

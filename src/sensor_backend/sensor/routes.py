@@ -18,7 +18,7 @@ from sensor_backend.core.api_types import INT64_MAX, Rfc3339
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.errors import NotFound
 from sensor_backend.core.openapi import error_responses
-from sensor_backend.core.security import AdminToken, Token
+from sensor_backend.core.security import AdminToken, TestsRead, TestsWrite
 from sensor_backend.sensor.catalog import describe, parse_new_type
 from sensor_backend.sensor.models import (
     IDEMPOTENCY_KEY,
@@ -92,7 +92,7 @@ def _body(
     status_code=202,
     openapi_extra=with_upload_formats(_body(TestRequest, required=False)),
     summary="Queue a sensor test (no body: a default simulated test)",
-    responses=error_responses(401, 404, 503),
+    responses=error_responses(401, 403, 404, 503),
 )
 @router.post(
     "/test/sensor/{sensor_type}",
@@ -100,13 +100,13 @@ def _body(
     status_code=202,
     openapi_extra=with_upload_formats(_body(TestRequest, required=False)),
     summary="Same as POST /test/{sensor_type} (the original notes' path)",
-    responses=error_responses(401, 404, 503),
+    responses=error_responses(401, 403, 404, 503),
 )
 async def submit_test(  # noqa: PLR0917 - FastAPI parameters
     request: Request,
     response: Response,
     sensor_type: TypeName,
-    auth: Token,
+    auth: TestsWrite,
     options: Options,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
@@ -139,8 +139,8 @@ async def submit_test(  # noqa: PLR0917 - FastAPI parameters
     }
 
 
-@router.get("/test/{test_id}", tags=["tests"], responses=error_responses(401, 404, 503))
-async def get_test(request: Request, test_id: uuid.UUID, _: Token) -> dict[str, Any]:
+@router.get("/test/{test_id}", tags=["tests"], responses=error_responses(401, 403, 404, 503))
+async def get_test(request: Request, test_id: uuid.UUID, _: TestsRead) -> dict[str, Any]:
     """Status (queued, running, completed, failed); the full result once completed."""
     doc = await service(request).tests.get(test_id)
     if doc is None:
@@ -148,11 +148,13 @@ async def get_test(request: Request, test_id: uuid.UUID, _: Token) -> dict[str, 
     return doc
 
 
-@router.get("/test/{test_id}/readings", tags=["tests"], responses=error_responses(401, 404, 503))
+@router.get(
+    "/test/{test_id}/readings", tags=["tests"], responses=error_responses(401, 403, 404, 503)
+)
 async def get_test_readings(
     request: Request,
     test_id: uuid.UUID,
-    _: Token,
+    _: TestsRead,
     max_points: Annotated[int, Query(ge=10, le=100_000)] = 5000,
 ) -> dict[str, Any]:
     """The test's readings, reference and tolerance band for plotting (thinned, flagged kept)."""
@@ -167,10 +169,10 @@ async def get_test_readings(
     return series
 
 
-@router.get("/tests", tags=["tests"], responses=error_responses(401, 503))
+@router.get("/tests", tags=["tests"], responses=error_responses(401, 403, 503))
 async def list_tests(  # noqa: PLR0917 - FastAPI query parameters
     request: Request,
-    _: Token,
+    _: TestsRead,
     sensor_type: Annotated[str | None, Query(max_length=100)] = None,
     device_id: Annotated[str | None, Query(max_length=128)] = None,
     verdict: Literal["pass", "suspect", "fail"] | None = None,
@@ -196,8 +198,8 @@ async def list_tests(  # noqa: PLR0917 - FastAPI query parameters
     return {"items": items, "count": len(items), "next": next_cursor}
 
 
-@router.get("/sensor-types", tags=["sensor types"], responses=error_responses(401, 503))
-async def list_sensor_types(request: Request, _: Token) -> dict[str, Any]:
+@router.get("/sensor-types", tags=["sensor types"], responses=error_responses(401, 403, 503))
+async def list_sensor_types(request: Request, _: TestsRead) -> dict[str, Any]:
     """Built-in types (datasheet specs), their aliases and user-defined types.
 
     With the database down the built-ins are still listed (``complete`` is then false).
@@ -211,8 +213,10 @@ async def list_sensor_types(request: Request, _: Token) -> dict[str, Any]:
     return {"items": items, "aliases": dict(ALIASES), "count": len(items), "complete": True}
 
 
-@router.get("/sensor-types/{name}", tags=["sensor types"], responses=error_responses(401, 404, 503))
-async def get_sensor_type(request: Request, name: TypeName, _: Token) -> dict[str, Any]:
+@router.get(
+    "/sensor-types/{name}", tags=["sensor types"], responses=error_responses(401, 403, 404, 503)
+)
+async def get_sensor_type(request: Request, name: TypeName, _: TestsRead) -> dict[str, Any]:
     """One type's spec (aliases resolve); 404 lists the known names."""
     spec, builtin = await service(request).catalog.resolve(name)
     return describe(spec, builtin=builtin)
