@@ -102,12 +102,11 @@ def _promote(flags: Flags, outside: Indices) -> Flags:
 
 
 def flat_line(
-    x_abs_steps: Floats,
+    same: NDArray[np.bool_],
     ref: Floats,
     tol_at: Callable[[Indices], Floats],
     outside: Indices,
     *,
-    tolerance: float,
     suspect_count: int,
     exclude: NDArray[np.bool_] | None,
     resolution: float,
@@ -115,6 +114,7 @@ def flat_line(
 ) -> Flags:
     """Runs of flat output: SUSPECT from ``suspect_count``; FAIL where the reference left.
 
+    ``same``: which steps of the output are within the flat tolerance (modified in place).
     ``outside`` lists the readings beyond the tolerance (``tol_at`` gives it at indices):
     the work beyond finding the runs is proportional to them and to the long runs.
     """
@@ -122,7 +122,6 @@ def flat_line(
     if n < 3:  # noqa: PLR2004
         return np.full(n, NOT_EVALUATED, dtype=np.uint8)
     flags = np.ones(n, dtype=np.uint8)
-    same = x_abs_steps <= tolerance
     if exclude is not None:
         same &= ~(exclude[1:] | exclude[:-1])
     if not outside.size and not _has_run(same, suspect_count - 1):

@@ -131,14 +131,17 @@ class ErrorSeries:
 
 def dynamic_flags(
     spec: SensorSpec,
-    abs_steps: Floats,
+    flat: NDArray[np.bool_],
     *,
     dt: Floats | float,
     dt_min: float,
     pinned: NDArray[np.bool_],
     r: ErrorSeries,
 ) -> dict[str, Flags]:
-    """Spike, rate of change and flat line of the error (``abs_steps``: of the values)."""
+    """Spike, rate of change and flat line of the error.
+
+    ``flat``: which steps of the values are within the flat tolerance (modified in place).
+    """
     n = pinned.size
     ss = spec.spike_thresholds[0]
     rs = spec.roc_thresholds[0]
@@ -149,11 +152,10 @@ def dynamic_flags(
         "spike": dynamics.spike(n, big, signed, r.outside, ss),
         "rate_of_change": dynamics.rate_of_change(n, big, per_s, r.outside, rs),
         "flat_line": dynamics.flat_line(
-            abs_steps,
+            flat,
             r.ref,
             r.tol_at,
             r.outside,
-            tolerance=spec.flat_tolerance,
             suspect_count=spec.flat_line_suspect_count,
             exclude=pinned if pinned.any() else None,
             resolution=spec.resolution,
