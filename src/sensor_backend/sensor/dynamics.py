@@ -50,16 +50,18 @@ def error_steps(
     dt: Floats | float,
     dt_min: float,
     rate: float,
+    extremes: tuple[float, float] | None = None,
 ) -> tuple[Indices, Floats, Floats]:
     """Steps of the error that may be flagged: (step index, signed size, rate per second).
 
     Only steps over ``min(threshold, rate * dt)`` are examined (a healthy series has few), and
     each loses what a gain error of ``allowance`` explains: the error may move by that fraction
     of the reference's own step (``dref`` gives it at step indices). ``dt_min``: the
-    smallest of ``dt``.
+    smallest of ``dt``; ``extremes``: d's (min, max), when the caller has them.
     """
     limit = min(threshold, rate * dt_min)
-    if not d.size or (float(d.max()) <= limit and float(d.min()) >= -limit):
+    lo, hi = extremes or ((float(d.min()), float(d.max())) if d.size else (0.0, 0.0))
+    if not d.size or (hi <= limit and lo >= -limit):
         return np.empty(0, dtype=np.intp), np.empty(0), np.empty(0)  # two reductions: none
     big = np.flatnonzero(np.abs(d) > limit)
     if not big.size:
