@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import Harness, wait_for
+from harness import ADMIN_PASSWORD, Harness, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -333,6 +333,38 @@ def test_the_admin_cli_creates_a_client(system):
     )
     assert revoked.returncode == 0, revoked.stderr
     assert token_response(system, client).status_code == 401
+
+
+def test_the_launcher_client_verbs_talk_to_the_running_system(system, tmp_path):
+    """``sensor-backend client ...``: the gateway, the admin password from the data dir."""
+    cli = shutil.which("sensor-backend", path=str(Path(sys.executable).parent))
+    assert cli is not None
+    system.supervisor.set_phase("ready")  # what `sensor-backend up` records once ready
+    env = {**os.environ, "ADMIN_PASSWORD": ADMIN_PASSWORD}
+
+    def verb(*args: str) -> dict:
+        result = subprocess.run(
+            [cli, "client", *args, "--data-dir", str(system.data_dir)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    client = verb("create", "--name", "rig-launcher", "--scopes", "tests:read")
+    assert client_token(system, client)
+    assert any(c["name"] == "rig-launcher" for c in verb("list")["clients"])
+    rotated = verb("rotate", client["client_id"])
+    assert token_response(system, client).status_code == 401
+    assert client_token(system, rotated)
+    csv_file = tmp_path / "rigs.csv"
+    csv_file.write_text("name,scopes\nrig-launcher-2,tests:write\nbad name,tests:read\n")
+    bulk = verb("bulk", str(csv_file))
+    assert [r["status"] for r in bulk["results"]] == ["created", "error"]
+    assert verb("revoke", client["client_id"])["active"] is False
 
 
 def test_revocation_in_fallback_lasts_until_the_token_expires(system):

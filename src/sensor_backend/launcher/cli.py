@@ -29,7 +29,7 @@ import aiohttp
 from rich.console import Console
 from rich.live import Live
 
-from sensor_backend.launcher import drills, layout, observability
+from sensor_backend.launcher import clients, drills, layout, observability
 from sensor_backend.launcher.control import ACTIONS, ControlClient, ControlError, ControlServer
 from sensor_backend.launcher.display import component_table
 from sensor_backend.launcher.probes import probe
@@ -382,6 +382,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     return asyncio.run(run_up(options, args.timeout))
 
 
+def cmd_client(args: argparse.Namespace) -> int:
+    """Rig clients on the running system (launcher/clients.py); 2 when that fails."""
+    try:
+        return clients.run(args, admin_password, print)
+    except clients.ClientCommandError as exc:
+        err.print(f"[red]{exc}[/red]")
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sensor-backend", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -440,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the drills N times back to back (recovery after an outage history)",
     )
     drill.set_defaults(func=cmd_drill)
+    clients.add_parser(sub, common, cmd_client)
     helps = {
         "kill": "SIGKILL a component (a crash)",
         "stop": "stop a component gracefully",
