@@ -64,8 +64,13 @@ def points(  # noqa: PLR0917 - the series, then how to cut it
     moving: NDArray[np.bool_] | None,
     m: int,
     t: Floats,
+    sums: tuple[Floats, Floats] | None = None,
 ) -> Points:
-    """Point means; ``x`` None means x = ref + err (its means are then theirs summed)."""
+    """Point means; ``x`` None means x = ref + err (its means are then theirs summed).
+
+    ``sums``: the block sums of ``err`` and ``ref`` (as :func:`block_sums`), when the caller
+    formed them while it had the readings in cache.
+    """
     n = err.size
     m = max(1, min(m, n))
     starts = np.arange(0, n, m)
@@ -75,8 +80,11 @@ def points(  # noqa: PLR0917 - the series, then how to cut it
         if moving is None
         else ~np.logical_or.reduceat(moving, starts)
     )
-    e_p = _block_means(err, m, counts)
-    r_p = _block_means(ref, m, counts)
+    if sums is None:
+        e_p = _block_means(err, m, counts)
+        r_p = _block_means(ref, m, counts)
+    else:
+        e_p, r_p = sums[0] / counts, sums[1] / counts
     x_p = r_p + e_p if x is None else _block_means(x, m, counts)
     t_p = _block_means(t, m, counts)
     return Points(m, starts, counts, e_p, r_p, x_p, steady, t_p)

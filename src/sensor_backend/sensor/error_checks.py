@@ -69,8 +69,10 @@ class ErrorSeries:
         self.band = None if lagged is None else lagged[:2]
         self.lagged = None if lagged is None else lagged[2]
         self.d_extremes: tuple[float, float] | None = None
+        sums = None
         if self.band is None:
-            self.err, (emin, emax), self.d, self.d_extremes = _error_and_steps(x, ref)
+            m = max(1, min(acc.POINT_READINGS, x.size))
+            self.err, (emin, emax), self.d, self.d_extremes, sums = _error_and_steps(x, ref, m)
         else:
             lo, hi = self.band
             self.err = x - np.clip(x, lo, hi)
@@ -99,7 +101,7 @@ class ErrorSeries:
         self.moving = moving  # readings inside a response transition (None: never)
         # Without a lag band the error is x - ref, so x's point means are ref's plus e's.
         self.points = acc.points(
-            self.err, ref, x if self.band is not None else None, moving, acc.POINT_READINGS, t
+            self.err, ref, x if self.band is not None else None, moving, acc.POINT_READINGS, t, sums
         )
 
     def d_ref(self, idx: Indices) -> Floats:
@@ -134,21 +136,28 @@ _BLOCK = 1 << 15  # readings per cache-sized block (256 KiB of float64)
 
 
 def _error_and_steps(
-    x: Floats, ref: Floats
-) -> tuple[Floats, tuple[float, float], Floats, tuple[float, float] | None]:
+    x: Floats, ref: Floats, m: int
+) -> tuple[
+    Floats, tuple[float, float], Floats, tuple[float, float] | None, tuple[Floats, Floats] | None
+]:
     """The error x - ref, its extremes, its steps d = diff(e) and theirs, cache-blocked.
 
-    Each block of e and of d is searched for its extremes while in cache: the same element
-    operations as ``x - ref`` and ``np.diff`` and exact extremes, in one pass over memory
-    instead of five.
+    Each block of e and of d is searched for its extremes while in cache, and the sums of
+    e and ref over the points of ``m`` readings (as :func:`accuracy.block_sums`) are taken
+    there too: the same element operations as ``x - ref``, ``np.diff`` and the block sums,
+    exact extremes, in one pass over memory instead of seven.
     """
     n = x.size
     err = np.empty(n)
     d = np.empty(max(n - 1, 0))
     emin = dmin = math.inf
     emax = dmax = -math.inf
-    for i in range(0, n, _BLOCK):
-        j = min(n, i + _BLOCK)
+    points = -(-n // m)
+    e_sums, r_sums = np.empty(points), np.empty(points)
+    block = max(m, _BLOCK // m * m)  # whole points per block
+    ones = np.ones(m)
+    for i in range(0, n, block):
+        j = min(n, i + block)
         e = err[i:j]
         np.subtract(x[i:j], ref[i:j], out=e)
         emin, emax = min(emin, float(e.min())), max(emax, float(e.max()))
@@ -157,7 +166,15 @@ def _error_and_steps(
             step = d[k : j - 1]
             np.subtract(err[k + 1 : j], err[k : j - 1], out=step)
             dmin, dmax = min(dmin, float(step.min())), max(dmax, float(step.max()))
-    return err, (emin, emax), d, ((dmin, dmax) if d.size else None)
+        if m > 1:
+            p, rows = i // m, (j - i) // m
+            for y, sums in ((e, e_sums), (ref[i:j], r_sums)):
+                if rows:
+                    np.matmul(y[: rows * m].reshape(rows, m), ones, out=sums[p : p + rows])
+                if rows * m < j - i:
+                    sums[p + rows] = y[rows * m :].sum()
+    sums_out = (e_sums, r_sums) if m > 1 else None
+    return err, (emin, emax), d, ((dmin, dmax) if d.size else None), sums_out
 
 
 def dynamic_flags(
