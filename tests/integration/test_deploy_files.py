@@ -62,7 +62,9 @@ SETTINGS: tuple[type[BaseSettings], ...] = (
 )
 SETTINGS_BY_SERVICE = dict(zip(("gateway", "auth", "sensor", "events"), SETTINGS, strict=True))
 # Read by the image's HEALTHCHECK, not by the settings.
-IMAGE_ONLY_ENV = {"SERVICE"}
+# Read by the image's entrypoint (SERVICE) or by a library in the process (OpenBLAS), not by
+# a settings class.
+IMAGE_ONLY_ENV = {"SERVICE", "OPENBLAS_NUM_THREADS"}
 # Compose variable substitution: ${NAME}, ${NAME:-default}, ${NAME:?message}...
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_]\w*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
 # The oldest Kubernetes these manifests claim (README) and the newest schemas bundled.
