@@ -78,3 +78,19 @@ def test_a_policy_must_allow_something(limit, window):
     """A zero limit or window is a configuration error, not a silent block."""
     with pytest.raises(ValueError, match="rate limit"):
         Policy("x", limit, window)
+
+
+@pytest.mark.parametrize(
+    ("address", "bucket"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_ipv6_clients_count_by_their_64(address, bucket):
+    """A host cannot pick a fresh bucket from its /64 for every request."""
+    from sensor_backend.gateway.gateway import _bucket  # noqa: PLC0415
+
+    assert _bucket(address) == bucket

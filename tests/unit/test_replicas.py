@@ -115,3 +115,12 @@ def test_readmit_all_clears_every_ejection():
     p.readmit_all()
     assert p.pick() is not None
     assert p.snapshot()["healthy"] == 3
+
+
+def test_a_probe_says_when_a_replica_came_back():
+    """probed() is True only on the not-ready -> ready transition (queues resume on it)."""
+    p = pool()
+    assert p.probed("http://b", up=True) is False  # it never left
+    assert p.probed("http://b", up=False) is False
+    assert p.probed("http://b", up=True) is True
+    assert p.probed("http://b", up=True) is False

@@ -17,9 +17,11 @@ from aiohttp.test_utils import TestServer
 from starlette.requests import ClientDisconnect
 
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker, CircuitOpenError
+from sensor_backend.core.errors import RequestTimeout
 from sensor_backend.core.replicas import UpstreamPool
 from sensor_backend.core.retry import RetryBudget, RetryPolicy
 from sensor_backend.core.service_client import ServiceClient, UpstreamUnreachableError
+from sensor_backend.gateway.proxy import ClientBody
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -185,3 +187,57 @@ async def test_a_client_that_leaves_is_not_the_upstreams_failure(serve, session)
     assert c.breaker.failure_count == 0
     assert c.pool.replicas[0].failures == 0
     assert c.pool.replicas[0].outstanding == 0
+
+
+def receiving(*messages: object, then: BaseException | None = None, stall_s: float = 0.0):
+    """An ASGI receive giving ``messages``, then raising ``then`` or stalling."""
+    queue = list(messages)
+
+    async def receive():
+        if queue:
+            return queue.pop(0)
+        if then is not None:
+            raise then
+        await asyncio.sleep(stall_s)
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    return receive
+
+
+async def test_a_limit_hit_while_reading_the_client_is_the_clients_fault(serve, session):
+    """The gateway's own body limit raised from receive(): re-raised, nothing counted."""
+    c = client(session, [await serve(Replica(200))])
+    first = {"type": "http.request", "body": b"x" * 100, "more_body": True}
+    body = ClientBody(receiving(first, then=RuntimeError("over the gateway's limit")), None)
+    with pytest.raises(RuntimeError, match="gateway's limit"):
+        async with c.call("POST", "/x", data=body, streamed=True):
+            pass
+    assert c.breaker.failure_count == 0
+    assert c.pool.replicas[0].failures == 0
+
+
+async def test_a_slow_upload_is_not_cut_by_the_upstream_timeout(serve, session):
+    """A streamed call is bounded by silence from the upstream, not by a total.
+
+    The client pauses longer than the upstream timeout mid-upload; the call still
+    succeeds and nothing is counted against the upstream.
+    """
+    c = client(session, [await serve(Replica(200))])
+    c.stream_timeout = aiohttp.ClientTimeout(sock_read=0.3, sock_connect=1)
+    first = {"type": "http.request", "body": b"x" * 100, "more_body": True}
+    body = ClientBody(receiving(first, stall_s=0.8), None)
+    async with c.call("POST", "/x", data=body, streamed=True) as resp:
+        assert resp.status == 200
+    assert c.breaker.failure_count == 0
+    assert c.pool.replicas[0].failures == 0
+
+
+def test_a_timeout_while_waiting_on_the_client_is_a_408():
+    """If a timeout strikes while the upload waits for the client, the client gets 408."""
+    from sensor_backend.core.service_client import _client_fault  # noqa: PLC0415
+
+    body = ClientBody(receiving(), None)
+    body.waiting_on_client = True
+    assert isinstance(_client_fault(body, TimeoutError()), RequestTimeout)
+    body.waiting_on_client = False
+    assert _client_fault(body, TimeoutError()) is None

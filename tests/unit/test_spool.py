@@ -380,6 +380,22 @@ async def test_drainer_retries_after_exceptions_with_backoff(spool: Spool) -> No
     assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
 
 
+async def test_retry_now_cuts_a_long_backoff_short(spool: Spool) -> None:
+    """After a failure with a 30 s backoff, retry_now() (the service is back) sends at once."""
+    await spool.append(_items(range(2)))
+    send = Recorder()
+    send.fail_first = 1
+    drainer = _drainer(spool, send, base_backoff_s=30.0, max_backoff_s=30.0)
+    await drainer.start()
+    await _wait_until(lambda: send.calls == 1)
+    await asyncio.sleep(0.05)
+    assert spool.depth == 2  # backing off
+    drainer.retry_now()
+    await _wait_until(lambda: spool.depth == 0, timeout_s=2.0)
+    await drainer.stop()
+    assert send.received == ["k0", "k1"]
+
+
 def test_backoff_grows_exponentially_and_is_capped() -> None:
     """The n-th consecutive failure waits within [0.5, 1] x min(cap, base * 2**(n-1))."""
     drainer = Drainer(

@@ -94,6 +94,7 @@ class Drainer:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._retry_now = asyncio.Event()
         self.delivered = 0
         self.failures = 0
         self.consecutive_failures = 0
@@ -131,6 +132,7 @@ class Drainer:
             return
         self._stop.set()
         self._wake.set()
+        self._retry_now.set()
         done, _ = await asyncio.wait({task}, timeout=timeout_s)
         if not done:
             task.cancel()
@@ -141,6 +143,15 @@ class Drainer:
     def wake(self) -> None:
         """Drain promptly (call after an append); a no-op during a failure backoff."""
         self._wake.set()
+
+    def retry_now(self) -> None:
+        """The destination is back (its health check passed): end a failure backoff now.
+
+        Unlike `wake`, this cuts the backoff short, so queued items go within a probe
+        interval of the destination's return instead of after a backoff grown during the
+        outage (docs/resilience.md).
+        """
+        self._retry_now.set()
 
     def snapshot(self) -> dict[str, object]:
         """Counters for ``/health`` and metrics."""
@@ -169,8 +180,9 @@ class Drainer:
             elif outcome is _Outcome.FAILED:
                 delay = self._backoff_s()
                 self.last_backoff_s = delay
+                self._retry_now.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                    await asyncio.wait_for(self._retry_now.wait(), delay)
 
     def _backoff_s(self) -> float:
         exponent = min(max(self.consecutive_failures - 1, 0), _MAX_EXPONENT)

@@ -71,6 +71,13 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class RequestTimeout(ServiceError):
+    """The client stopped sending its request body (RFC 9110 §15.5.9)."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
 class Conflict(ServiceError):
     status_code = 409
     code = "conflict"

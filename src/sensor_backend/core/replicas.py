@@ -92,11 +92,16 @@ class UpstreamPool:
             replica.ejected = True
             replica.ejections += 1
 
-    def probed(self, url: str, *, up: bool) -> None:
-        """An active health check result: ready readmits at once, not ready withholds."""
+    def probed(self, url: str, *, up: bool) -> bool:
+        """An active health check result: ready readmits at once, not ready withholds.
+
+        True when the replica is ready after its last probe said it was not.
+        """
+        returned = False
         for replica in self.replicas:
             if replica.url != url:
                 continue
+            returned = up and not replica.probe_up
             replica.probe_up = up
             if up:
                 if replica.ejected:
@@ -106,6 +111,7 @@ class UpstreamPool:
             elif not replica.ejected:
                 # A replica whose health check fails is not sent new traffic either.
                 replica.ejected = True
+        return returned
 
     def readmit_all(self) -> None:
         """Operator reset: give every replica another chance."""

@@ -18,9 +18,10 @@ everywhere:
   retried. After the last try a 502/503/504 is handed out as it is (the caller decides:
   the proxy relays the service's own 503 and its Retry-After), and a connect error or
   timeout raises `UpstreamUnreachableError`;
-- a request body that raises because of *our* client (it left, or sent more than its
-  route allows: ``data.client_fault`` set, see ``gateway.proxy.ClientBody``) gives the
-  breaker permit back without a verdict and raises that fault (`ClientDisconnect`, 413).
+- a request body that fails because of *our* client (it left, sent more than allowed,
+  or stalled while the upstream waited: ``data.client_fault`` / ``waiting_on_client``,
+  see ``gateway.proxy.ClientBody``) gives the breaker permit back without a verdict and
+  raises that fault (`ClientDisconnect`, 413, 408).
 
 Usage::
 
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from sensor_backend.core.errors import RequestTimeout
 from sensor_backend.core.retry import RetryPolicy, backoff_s
 
 if TYPE_CHECKING:
@@ -72,6 +74,7 @@ class ServiceClient:
         session: Callable[[], aiohttp.ClientSession],
         *,
         timeout_s: float,
+        connect_timeout_s: float = 1.0,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -80,9 +83,25 @@ class ServiceClient:
         self.breaker = breaker
         self.budget = budget
         self.session = session
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # A call passes its own timeout, which replaces the session's: keep the connect
+        # bound in it (DESIGN.md §5), or a blackholed replica costs the whole total.
+        self.timeout = aiohttp.ClientTimeout(
+            total=timeout_s, connect=connect_timeout_s, sock_connect=connect_timeout_s
+        )
+        # Streamed calls (the proxy): no silence longer than timeout_s instead of a total,
+        # so a large upload or download that keeps flowing is never cut off; time to the
+        # response headers is still bounded by it.
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=connect_timeout_s,
+            sock_connect=connect_timeout_s,
+            sock_read=timeout_s,
+        )
         self.retry = retry or RetryPolicy()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        # Called when a health check sees the service come back (a replica ready again, or
+        # the breaker's open wait ended): queues waiting for it resume now.
+        self.on_ready: list[Callable[[], None]] = []
 
     def call(
         self,
@@ -92,9 +111,13 @@ class ServiceClient:
         headers: Any = None,  # noqa: ANN401 - whatever aiohttp takes as headers
         data: Any = None,  # noqa: ANN401 - bytes, an async iterable of bytes, or None
         retryable: bool = False,
-        timeout: aiohttp.ClientTimeout | None = None,
+        streamed: bool = False,
     ) -> Exchange:
-        """One logical call (an async context manager yielding the response)."""
+        """One logical call (an async context manager yielding the response).
+
+        ``streamed``: the body or the answer may be large and flow at the client's pace
+        (the proxy): bounded by silence, not by a total.
+        """
         return Exchange(
             self,
             method=method,
@@ -102,7 +125,7 @@ class ServiceClient:
             headers=headers,
             data=data,
             retryable=retryable,
-            timeout=timeout or self.timeout,
+            timeout=self.stream_timeout if streamed else self.timeout,
         )
 
     def backoff_s(self, attempt: int) -> float:
@@ -115,9 +138,10 @@ class ServiceClient:
         Ready readmits the replica and ends the breaker's open wait, whatever it has grown
         to over a long outage history (docs/resilience.md); not ready withholds traffic.
         """
-        self.pool.probed(url, up=ready)
-        if ready:
-            self.breaker.health_check_passed()
+        returned = self.pool.probed(url, up=ready)
+        if ready and (self.breaker.health_check_passed() or returned):
+            for callback in self.on_ready:
+                callback()
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.pool.snapshot(), "retry_budget": self.budget.snapshot()}
@@ -203,9 +227,9 @@ class Exchange:
             )
         except _TRANSPORT_ERRORS as exc:
             replica.outstanding -= 1
-            client_fault = getattr(self._data, "client_fault", None)
+            client_fault = _client_fault(self._data, exc)
             if client_fault is not None:
-                # Our client left or sent too much: not the upstream's failure.
+                # Our client left, sent too much or stalled: not the upstream's failure.
                 breaker.release(generation)
                 raise client_fault from exc
             breaker.record_failure(generation, time.perf_counter() - started)
@@ -246,6 +270,19 @@ class Exchange:
             self._response.release()
         if replica is not None:
             replica.outstanding -= 1
-            if isinstance(exc, aiohttp.ClientError | TimeoutError):
+            if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
                 # The upstream broke off mid-body: the headers were fine, the replica not.
+                # (A timeout mid-body is not counted: our own client may be the slow one.)
                 self._client.pool.failed(replica)
+
+
+def _client_fault(data: object, exc: BaseException) -> Exception | None:
+    """The client's fault behind a failed upload, if it was the client's (else None)."""
+    fault: Exception | None = getattr(data, "client_fault", None)
+    if (
+        fault is None
+        and isinstance(exc, TimeoutError)
+        and getattr(data, "waiting_on_client", False)
+    ):
+        fault = RequestTimeout("the request body stopped arriving")
+    return fault

@@ -70,7 +70,9 @@ def add_service_probes(
         async def probe(url: str = url) -> dict[str, object]:
             try:
                 details = await probe_service(http.session, url)
-            except Exception:
+            except BaseException:
+                # Also when the monitor's own timeout cancels a hung probe: a frozen
+                # replica must be reported not ready, not left as it was.
                 if on_result is not None:
                     on_result(url, False)  # noqa: FBT003 - (url, up) callback
                 raise

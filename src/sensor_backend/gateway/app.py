@@ -54,6 +54,7 @@ def _service_client(
         RetryBudget(),
         lambda: http.session,
         timeout_s=settings.http_total_timeout_s,
+        connect_timeout_s=settings.http_connect_timeout_s,
     )
 
 
@@ -103,6 +104,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         name="gateway-events",
     )
     events.wake = drainer.wake
+    upstreams["kafka"].on_ready.append(drainer.retry_now)
 
     async def start_queue() -> None:
         await spool.open()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,16 @@ if TYPE_CHECKING:
     from sensor_backend.gateway.settings import GatewaySettings
 
 FALLBACK = [(AUTH_MODE_HEADER.lower().encode(), b"fallback")]
+
+
+def _bucket(address: str) -> str:
+    """An IPv6 client counts by its /64 (one host gets a whole /64 to pick addresses from)."""
+    if ":" not in address:
+        return address
+    try:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    except ValueError:
+        return address
 
 
 class Gateway:
@@ -61,7 +72,7 @@ class Gateway:
                 extra += FALLBACK
             key = "sub:" + result.claims.sub
         else:
-            key = "ip:" + self.client_address(scope)
+            key = "ip:" + _bucket(self.client_address(scope))
         limiter = self.limiters.get(group)
         if limiter is not None:
             extra += limiter.admit(key)

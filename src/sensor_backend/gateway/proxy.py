@@ -122,25 +122,37 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 class ClientBody:
     """The request body streamed on as it arrives (an async iterable for aiohttp).
 
-    A client that leaves, or sends more than ``limit`` bytes, aborts the upstream request
-    (raising ends aiohttp's chunked upload without its final chunk) instead of passing a
-    truncated body on as complete; ``client_fault`` then tells the service client that
-    the failure was the client's, whatever aiohttp wrapped it in, so it never counts
-    against the upstream, and which error to answer with (core/service_client.py).
+    Whatever goes wrong on the client's side of the upload (it leaves, sends more than
+    ``limit`` bytes or more than the gateway's own limit, or stalls while the upstream
+    waits for it) aborts the upstream request (raising ends aiohttp's chunked upload
+    without its final chunk) instead of passing a truncated body on as complete.
+    ``client_fault`` then tells the service client that the failure was the client's,
+    whatever aiohttp wrapped it in, so it never counts against the upstream, and which
+    error to answer with (core/service_client.py); ``waiting_on_client`` says whether the
+    upload was waiting for the client when a timeout struck.
     """
 
-    __slots__ = ("_limit", "_receive", "client_fault")
+    __slots__ = ("_limit", "_receive", "client_fault", "waiting_on_client")
 
     def __init__(self, receive: Receive, limit: int | None) -> None:
         # None: no route limit; the core middleware still bounds every body.
         self._receive = receive
         self._limit = limit
         self.client_fault: Exception | None = None
+        self.waiting_on_client = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0
         while True:
-            message = await self._receive()
+            self.waiting_on_client = True
+            try:
+                message = await self._receive()
+            except Exception as exc:
+                # The core middleware's own body limit (413) or a broken client socket.
+                self.client_fault = exc
+                raise
+            finally:
+                self.waiting_on_client = False
             if message["type"] == "http.disconnect":
                 self.client_fault = ClientDisconnect()
                 raise self.client_fault
@@ -168,6 +180,7 @@ async def forward(
     body: bytes | None = None,
     relay_unavailable: bool = True,
     max_body_bytes: int | None = None,
+    honours_idempotency_key: bool = False,
 ) -> None:
     """Send the request to a replica and stream its answer; ``body`` if already read.
 
@@ -179,7 +192,10 @@ async def forward(
     method: str = scope["method"]
     query = scope.get("query_string", b"")
     target = f"{path}?{query.decode('latin-1')}" if query else path
-    retryable = method in IDEMPOTENT or _header(scope, b"idempotency-key") is not None
+    # A POST is retried only where the service dedups it on its Idempotency-Key.
+    retryable = method in IDEMPOTENT or (
+        honours_idempotency_key and _header(scope, b"idempotency-key") is not None
+    )
     payload: Any = body
     if body is None:
         raw_length = _header(scope, b"content-length")
@@ -197,7 +213,12 @@ async def forward(
         else:
             payload = None
     call = upstream.call(
-        method, target, headers=_forward_headers(scope), data=payload, retryable=retryable
+        method,
+        target,
+        headers=_forward_headers(scope),
+        data=payload,
+        retryable=retryable,
+        streamed=True,
     )
     try:
         async with call as resp:

@@ -44,6 +44,11 @@ class ProxyRule:
         return self.service != "auth"
 
     @property
+    def honours_idempotency_key(self) -> bool:
+        """The service dedups this POST on its Idempotency-Key, so it may be retried."""
+        return self.method == "POST" and self.target == "/test/{sensor_type}"
+
+    @property
     def group(self) -> str:
         """The rate-limit group (GATEWAY_RATE_LIMITS): what kind of work the route asks for."""
         if not self.protected:
@@ -125,6 +130,7 @@ class ProxyHandler:
             rule.target.format(**params),
             extra_headers=extra,
             max_body_bytes=gateway.body_limits.get(rule.group),
+            honours_idempotency_key=rule.honours_idempotency_key,
         )
 
 

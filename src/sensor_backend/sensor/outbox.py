@@ -224,6 +224,13 @@ class Outbox:
             delay_s,
         )
 
+    async def due_now(self) -> None:
+        """Rows waiting out a retry backoff are due at once (the event service is back)."""
+        await self._update(
+            "UPDATE outbox SET next_attempt_at = now()"
+            " WHERE status = 'pending' AND lease_until IS NULL AND next_attempt_at > now()"
+        )
+
     async def purge_sent(self, older_than_s: float) -> int:
         async def write(conn: Connection) -> str:
             result: str = await conn.execute(

@@ -88,6 +88,7 @@ class Relay:
         self._tokens: ServiceTokenProvider | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._due_now = False
         self.state = "stopped"
         self.counts = {"delivered": 0, "dead": 0, "retried": 0}
         self.last_error: str | None = None
@@ -112,6 +113,15 @@ class Relay:
 
     def wake(self) -> None:
         """An event was written: deliver now rather than at the next poll."""
+        self._wake.set()
+
+    def events_back(self) -> None:
+        """The event service is back (a health check saw it): deliver what waits, now.
+
+        Rows released with a backoff during the outage become due at once, so delivery
+        resumes within a probe interval of the return, in order.
+        """
+        self._due_now = True
         self._wake.set()
 
     def snapshot(self) -> dict[str, Any]:
@@ -149,6 +159,9 @@ class Relay:
             self.state = "waiting for a service token"
             self.last_error = str(exc)
             return NO_TOKEN_WAIT_S
+        if self._due_now:
+            self._due_now = False
+            await self._db(self.outbox.due_now())
         try:
             claimed = await self.outbox.claim(
                 self.name, self.limits.max_batch_events, self.limits.max_batch_bytes

@@ -72,8 +72,10 @@ class SensorService:
             RetryBudget(),
             lambda: http.session,
             timeout_s=settings.http_total_timeout_s,
+            connect_timeout_s=settings.http_connect_timeout_s,
         )
         self.relay = Relay(settings, self.outbox, self.events, http, self.metrics)
+        self.events.on_ready.append(self.relay.events_back)
         self.workers = WorkerPool(
             settings, self.queue, self.outbox, self.metrics, on_finished=self.relay.wake
         )
