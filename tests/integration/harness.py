@@ -33,12 +33,31 @@ CHEAP_ARGON2 = {
 }
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux default 32768)."""
+    try:
+        low, _ = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low)
+    except (OSError, ValueError):
+        return 32768
+
+
 def free_offset(start: int) -> int:
-    """A port offset where every port a system would use is free."""
-    for offset in range(start, start + 5000, 100):
+    """A port offset where every port a system would use is free, below the ephemeral range.
+
+    A port in the kernel's ephemeral range can be taken at any moment as the local port of
+    some outgoing connection, between our check here and the service's bind (a CI run once
+    lost the console tests to that). So every block lies below it: ``start`` only picks
+    where the search begins, and the search wraps around inside the safe range.
+    """
+    lowest, highest = 1000, _ephemeral_low() - max(PORTS) - 1
+    slots = (highest - lowest) // 100
+    first = (start // 100) % slots
+    for step in range(slots):
+        offset = lowest + ((first + step) % slots) * 100
         if not any(port_in_use(p + offset) for p in PORTS):
             return offset
-    raise RuntimeError("no free port block")
+    raise RuntimeError("no free port block below the ephemeral port range")
 
 
 def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.2) -> Any:
