@@ -94,14 +94,17 @@ class Relay:
         self.last_error: str | None = None
 
     async def start(self) -> None:
-        self._tokens = ServiceTokenProvider(
+        self._tokens = self._token_provider()
+        self._task = asyncio.create_task(self._loop(), name="sensor-outbox-relay")
+
+    def _token_provider(self) -> ServiceTokenProvider:
+        return ServiceTokenProvider(
             self.http.session,
             self.settings.auth_service_urls,
             username=self.settings.service_account_username,
             password=self.settings.service_account_password,
             timeout_s=self.settings.http_total_timeout_s,
         )
-        self._task = asyncio.create_task(self._loop(), name="sensor-outbox-relay")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -126,6 +129,16 @@ class Relay:
 
     def snapshot(self) -> dict[str, Any]:
         return {"state": self.state, **self.counts, "last_error": self.last_error}
+
+    async def run_once(self) -> float | None:
+        """One claim-and-deliver round of the loop, without the loop (tests drive this).
+
+        Returns the wait the loop would take before the next round (None: at once); the
+        outbox and ``counts`` show what happened to the rows.
+        """
+        if self._tokens is None:
+            self._tokens = self._token_provider()
+        return await self._round()
 
     # ------------------------------------------------------------------ loop
 
