@@ -20,7 +20,6 @@ from prometheus_client import CollectorRegistry
 
 from sensor_backend.core.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from sensor_backend.core.event_limits import EventLimits
-from sensor_backend.core.http_client import make_session
 from sensor_backend.core.replicas import UpstreamPool
 from sensor_backend.core.retry import RetryBudget, RetryPolicy
 from sensor_backend.core.service_client import ServiceClient
@@ -102,7 +101,7 @@ async def server():
 
 
 @pytest.fixture
-async def relay(server, clock):
+async def relay(server, session, clock):
     settings = SensorSettings(
         auth_service_urls=[server.url],
         events_service_urls=[server.url],
@@ -111,7 +110,6 @@ async def relay(server, clock):
     breaker = CircuitBreaker(
         "events", BreakerConfig(consecutive_failures=2, open_wait_s=60), clock=clock
     )
-    session = make_session()
     outbox = MemoryOutbox()
     metrics = SensorMetrics(CollectorRegistry(), dict)
     events = ServiceClient(
@@ -122,8 +120,7 @@ async def relay(server, clock):
         lambda: session,
         timeout_s=5.0,
     )
-    yield Relay(settings, outbox, events, SimpleNamespace(session=session), metrics)
-    await session.close()
+    return Relay(settings, outbox, events, SimpleNamespace(session=session), metrics)
 
 
 def rows(*seqs: int, attempts: int = 1) -> list[OutboxRow]:
