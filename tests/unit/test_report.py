@@ -2,49 +2,41 @@
 
 from __future__ import annotations
 
+import base64
+import copy
+import gzip
+import hashlib
 import itertools
+import json
 import math
 import re
 import uuid
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
-from sensor_backend.sensor.analysis import analyse
+from sensor_backend.gateway.console_routes import CSP as CONSOLE_CSP
 from sensor_backend.sensor.report import CSS, render, report_id
 from sensor_backend.sensor.report_axes import linear_axis, log_axis, sig
-from sensor_backend.sensor.runner import finite
-from sensor_backend.sensor.series import build_series
-from sensor_backend.sensor.specs import BUILTIN_SPECS
-from sensor_backend.validation.corpus import make_case
 
 ISSUED = datetime(2026, 11, 26, 18, 0, 0, tzinfo=UTC)
 EVIL = "<script>alert(1)</script>"
+STORED = json.loads(
+    gzip.decompress((Path(__file__).parent / "data" / "report_results.json.gz").read_bytes())
+)
 
 
-def completed_doc(*, reference: bool, device_id: str = "rig-7/sht31") -> tuple[dict, dict]:
-    """A completed rig test's detail document as stored, and its plot series."""
-    spec = BUILTIN_SPECS["sht31_humidity"]
-    case = make_case(spec, "dwell_and_step", "healthy", 1.0, seed=1, n=1200)
-    ref = case.reference if reference else None
-    result = analyse(spec, case.values, case.timestamps, ref)
-    doc = {
-        "test_id": str(uuid.UUID(int=7)),
-        "status": "completed",
-        "sensor_type": spec.name,
-        "device_id": device_id,
-        "source": "readings",
-        "n_readings": 1200,
-        "created_at": "2026-11-26T17:00:00+00:00",
-        "started_at": "2026-11-26T17:00:01+00:00",
-        "finished_at": "2026-11-26T17:00:02.500000+00:00",
-        "params": {"readings": {"timestamps": True, "reference": reference}},
-        "spec": spec.model_dump(mode="json"),
-        "result": finite(result.to_dict(max_indices=100)),
-    }
-    stored = (case.values, case.timestamps, ref, result.aggregate_flags)
-    return doc, build_series(doc, stored, 2000) or {}
+def completed_doc(*, reference: bool) -> tuple[dict, dict]:
+    """A completed rig test's detail document as stored, and its plot series.
+
+    Stored results (``data/report_results.json.gz``: an SHT31 under calibration dwells and
+    steps, analysed with and without its reference), so the report is tested against what
+    the service stores, whatever the analysis does next.
+    """
+    case = STORED["reference" if reference else "values"]
+    return copy.deepcopy(case["doc"]), copy.deepcopy(case["series"])
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +233,10 @@ def test_log_axis_ticks_decades_and_1_2_5():
 def test_significant_digits_like_the_console(value, digits, text):
     """Numbers read as in the console: significant digits, a real minus sign."""
     assert sig(value, digits) == text
+
+
+def test_console_policy_allows_the_report_stylesheet_by_hash():
+    """The console opens the report from a blob URL under its own CSP: the hash must match."""
+    digest = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in CONSOLE_CSP
+    assert "unsafe-inline" not in CONSOLE_CSP
