@@ -40,6 +40,7 @@ import os
 import random
 from typing import TYPE_CHECKING, Any
 
+from sensor_backend.core import tracing
 from sensor_backend.core.breaker import BreakerState, CircuitOpenError
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.event_limits import batch_body, is_permanent_refusal
@@ -256,11 +257,23 @@ class Relay:
         another replica: safe, the event id dedups a resend.
         """
         headers = {"Authorization": authorization, "Content-Type": "application/json"}
+        spans = None
+        if tracing.state.tracer is not None:
+            spans, events = relay_spans(events)
         body = batch_body([encode(event) for event in events])
         call = self.events.call("POST", "/send-event", data=body, headers=headers, retryable=True)
-        async with call as resp:
-            raw = await resp.content.read(MAX_ANSWER_BYTES)
-            return resp.status, raw.decode("utf-8", "replace")
+        try:
+            async with call as resp:
+                raw = await resp.content.read(MAX_ANSWER_BYTES)
+        except BaseException as exc:
+            if spans is not None:
+                spans.end(exc)
+            raise
+        if spans is not None:
+            for index in range(len(events)):
+                spans.set(index, {"http.response.status_code": resp.status})
+            spans.end(None if resp.status in DELIVERED else f"HTTP {resp.status}")
+        return resp.status, raw.decode("utf-8", "replace")
 
     async def _retry(
         self, rows: list[OutboxRow], kind: str, reason: str, delay_s: float | None = None
@@ -281,6 +294,30 @@ class Relay:
         except DatabaseUnavailable as exc:
             self.last_error = exc.message
             log.warning("outbox update lost; rows retry after their lease", reason=exc.message)
+
+
+def relay_spans(
+    events: list[dict[str, Any]],
+) -> tuple[tracing.EventSpans, list[dict[str, Any]]]:
+    """A span per event, child of the span that wrote it; the events re-stamped with it.
+
+    The event service's receive span then continues the relay's span (README "Traces").
+    Only an event that carries a traceparent is re-stamped, so its size does not change.
+    """
+    spans = tracing.EventSpans(
+        "outbox relay",
+        "producer",
+        [event.get("traceparent") for event in events],
+        [
+            {"cloudevents.event_id": str(e.get("id")), "cloudevents.event_type": str(e.get("type"))}
+            for e in events
+        ],
+    )
+    stamped = [
+        event if parent is None else {**event, "traceparent": parent}
+        for event, parent in zip(events, spans.traceparents, strict=True)
+    ]
+    return spans, stamped
 
 
 def encode(event: dict[str, Any]) -> bytes:
