@@ -58,20 +58,20 @@ class Points:
 
 
 def points(  # noqa: PLR0917 - the series, then how to cut it
-    err: Floats,
+    err: Floats | None,
     ref: Floats,
     x: Floats | None,
     moving: NDArray[np.bool_] | None,
     m: int,
     t: Floats,
-    sums: tuple[Floats, Floats] | None = None,
+    sums: tuple[Floats, Floats, Floats] | None = None,
 ) -> Points:
     """Point means; ``x`` None means x = ref + err (its means are then theirs summed).
 
-    ``sums``: the block sums of ``err`` and ``ref`` (as :func:`block_sums`), when the caller
-    formed them while it had the readings in cache.
+    ``sums``: the block sums of ``err``, ``ref`` and ``t`` (as :func:`block_sums`), when the
+    caller formed them while it had the readings in cache (``err`` is then not needed).
     """
-    n = err.size
+    n = ref.size
     m = max(1, min(m, n))
     starts = np.arange(0, n, m)
     counts = np.diff(np.append(starts, n)).astype(np.float64)
@@ -81,12 +81,15 @@ def points(  # noqa: PLR0917 - the series, then how to cut it
         else ~np.logical_or.reduceat(moving, starts)
     )
     if sums is None:
+        if err is None:
+            msg = "points() needs the errors or their sums"
+            raise ValueError(msg)
         e_p = _block_means(err, m, counts)
         r_p = _block_means(ref, m, counts)
+        t_p = _block_means(t, m, counts)
     else:
-        e_p, r_p = sums[0] / counts, sums[1] / counts
+        e_p, r_p, t_p = sums[0] / counts, sums[1] / counts, sums[2] / counts
     x_p = r_p + e_p if x is None else _block_means(x, m, counts)
-    t_p = _block_means(t, m, counts)
     return Points(m, starts, counts, e_p, r_p, x_p, steady, t_p)
 
 
@@ -115,15 +118,19 @@ def block_sums(y: Floats, m: int, blocks: int) -> Floats:
     return out
 
 
-def assess(
+def assess(  # noqa: PLR0917 - the series' figures, then the noise
     spec: SensorSpec,
-    err: Floats,
+    n: int,
     pts: Points,
     beyond: tuple[float, Indices],
     sigma: float | None,
+    moments: tuple[float, float],
 ) -> tuple[CheckResult, Accuracy, Budget, Decision]:
-    """``beyond``: the largest |error| and the readings beyond the tolerance."""
-    n = err.size
+    """Judge ``n`` readings' errors from their point means ``pts`` and whole-series figures.
+
+    ``beyond``: the largest |error| and the readings beyond the tolerance; ``moments``: the
+    sum of the errors and of their squares.
+    """
     m, counts, e_point = pts.m, pts.counts, pts.err
     tol_point = spec.tol_abs + spec.tol_rel * np.abs(pts.ref)
     budget = error_budget(spec, sigma, m)
@@ -145,7 +152,8 @@ def assess(
         else PASS
     )
     flag = max(decision.flag, reading_flag)
-    bias, rmse = float(err.mean()), math.sqrt(float(err @ err) / n)  # e.e = |e|.|e|
+    e_sum, ee = moments
+    bias, rmse = e_sum / n, math.sqrt(ee / n)  # e.e = |e|.|e|
     message = (
         f"{decision.describe(spec.unit)}; points of {m} readings: {decision.rejected_points} "
         f"beyond, {decision.conditional_points} conditional of {decision.points}; "

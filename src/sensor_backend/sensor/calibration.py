@@ -28,6 +28,8 @@ import numpy as np
 from sensor_backend.sensor.accuracy import block_sums
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from numpy.typing import NDArray
 
     from sensor_backend.sensor.accuracy import Points
@@ -149,7 +151,10 @@ def _repeatability(
 
 
 def allan_deviation(
-    err: Floats, period: float, tau1_adev: float | None = None, pts: Points | None = None
+    err: Floats | Callable[[], Floats],
+    period: float,
+    tau1_adev: float | None = None,
+    pts: Points | None = None,
 ) -> tuple[AllanPoint, ...]:
     """Overlapping Allan deviation of ``err`` at octave averaging times (n >= 16).
 
@@ -157,15 +162,23 @@ def allan_deviation(
     when given, else a power of two so that at most ``ADEV_MAX_POINTS`` remain): averaging
     times from ``k`` periods on are exact, the shorter ones but the first are skipped; the
     first (one period) is ``tau1_adev`` when given (sqrt(1/2 mean(d^2)) of the first
-    differences d, which the noise estimate already has).
+    differences d, which the noise estimate already has). ``err`` may be a function forming
+    the errors (with ``pts``: called only if the points do not suffice).
     """
-    n = err.size
+    if callable(err):
+        n = int(pts.starts[-1] + pts.counts[-1]) if pts is not None and pts.starts.size else 0
+        if pts is None or n <= ADEV_MAX_POINTS or pts.m == 1:
+            err = err()
+            n = err.size
+    else:
+        n = err.size
     if n < ADEV_MIN_READINGS:
         return ()
     k = 1
     if pts is not None and n > ADEV_MAX_POINTS and pts.m > 1:
         k, y = pts.m, pts.err[: n // pts.m]  # whole blocks only: the accuracy test's points
     else:
+        assert not callable(err)  # noqa: S101 - formed above for this case
         while n // k > ADEV_MAX_POINTS:
             k *= 2
         y = err[: n - n % k].reshape(-1, k).mean(axis=1) if k > 1 else err
@@ -224,14 +237,18 @@ def _coarse(pts: Points) -> Points:
 
 def calibrate(
     pts: Points,
-    err: Floats,
+    err: Floats | Callable[[], Floats],
     *,
     tolerance: float,
     u_ref: float,
     period: float,
     tau1_adev: float | None,
 ) -> Calibration:
-    """Every figure from point means ``pts`` (Allan deviation: from the readings' ``err``)."""
+    """Every figure from point means ``pts`` (Allan deviation: from the readings' ``err``).
+
+    ``err``: the errors, or a function forming them (called only if the Allan deviation
+    needs more than the points).
+    """
     adev_points = pts
     pts = _coarse(pts)
     steady = pts.steady
