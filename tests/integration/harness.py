@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import os
 import shutil
 import signal
@@ -75,10 +76,12 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.2) -> An
 
 
 async def eventually(predicate: Any, within_s: float = 10.0, interval: float = 0.02) -> Any:
-    """:func:`wait_for` for async tests: polls without blocking the event loop."""
+    """:func:`wait_for` for async tests (``predicate`` may be async), not blocking the loop."""
     deadline = time.monotonic() + within_s
     while True:
         value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value or time.monotonic() > deadline:
             return value
         await asyncio.sleep(interval)

@@ -15,7 +15,6 @@ import importlib.util
 import itertools
 import math
 import re
-import time
 from pathlib import Path
 
 import httpx
@@ -217,14 +216,15 @@ def run_rig_test(
     )
     assert accepted.status_code == 202, accepted.text
     url = f"{base}/test/{accepted.json()['test_id']}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def finished() -> dict | None:
         doc = httpx.get(url, headers=system.headers(), timeout=10).json()
-        if doc["status"] in {"completed", "failed"}:
-            assert doc["status"] == "completed", doc
-            return doc
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not complete")
+        return doc if doc["status"] in {"completed", "failed"} else None
+
+    doc = wait_for(finished, 60, interval=0.1)
+    assert doc is not None, f"{url} did not finish"
+    assert doc["status"] == "completed", doc
+    return doc
 
 
 def open_detail(page, test_id: str) -> None:
