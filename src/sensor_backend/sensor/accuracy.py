@@ -74,7 +74,9 @@ def points(  # noqa: PLR0917 - the series, then how to cut it
     n = ref.size
     m = max(1, min(m, n))
     starts = np.arange(0, n, m)
-    counts = np.diff(np.append(starts, n)).astype(np.float64)
+    counts = np.full(starts.size, float(m))  # every point holds m readings but the last
+    if starts.size:
+        counts[-1] = n - starts[-1]
     steady = (
         np.ones(starts.size, dtype=bool)
         if moving is None
@@ -88,7 +90,7 @@ def points(  # noqa: PLR0917 - the series, then how to cut it
         r_p = _block_means(ref, m, counts)
         t_p = _block_means(t, m, counts)
     else:
-        e_p, r_p, t_p = sums[0] / counts, sums[1] / counts, sums[2] / counts
+        e_p, r_p, t_p = (np.divide(y, counts) for y in sums)
     x_p = r_p + e_p if x is None else _block_means(x, m, counts)
     return Points(m, starts, counts, e_p, r_p, x_p, steady, t_p)
 
@@ -132,7 +134,9 @@ def assess(  # noqa: PLR0917 - the series' figures, then the noise
     sum of the errors and of their squares.
     """
     m, counts, e_point = pts.m, pts.counts, pts.err
-    tol_point = spec.tol_abs + spec.tol_rel * np.abs(pts.ref)
+    tol_point = np.abs(pts.ref)
+    tol_point *= spec.tol_rel
+    tol_point += spec.tol_abs  # tol_abs + tol_rel |ref|, without temporaries
     budget = error_budget(spec, sigma, m)
     fixed = sum(c.standard_uncertainty**2 for c in budget.components if c.kind == "type B")
     # Every point but perhaps the last holds m readings: one value, the same arithmetic.

@@ -491,24 +491,30 @@ def drift_fit(
             rate = np.gradient(rr, tt)
             if float(np.ptp(rate)) * tau > spec.resolution:
                 columns += [rate, response.first_order(rr, tt, tau) - rr]
-    return _slope_of_time(np.stack(columns), yy, q_floor)
+    return _slope_of_time(columns, yy, q_floor)
 
 
 def _slope_of_time(
-    columns: NDArray[np.float64], y: Floats, q_floor: float
+    columns: list[Floats], y: Floats, q_floor: float
 ) -> tuple[float, float, int] | str:
     """Least-squares coefficient of the first column (time) with intercept, per hour."""
-    k, n = columns.shape
+    k, n = len(columns), y.size
     if n < k + 2:
         return "too few readings"
-    xc = columns - columns.mean(axis=1, keepdims=True)
+    xc = np.empty((k, n))  # the centred columns, formed in place
+    for row, col in zip(xc, columns, strict=True):
+        np.subtract(col, col.mean(), out=row)
     yc = y - y.mean()
-    scale = np.sqrt(np.einsum("ij,ij->i", xc, xc))
+    gram = np.empty((k, k))  # k dot products each: BLAS dgemm is slow for so thin a product
+    for i in range(k):
+        for j in range(i + 1):
+            gram[i, j] = gram[j, i] = np.dot(xc[i], xc[j])
+    scale = np.sqrt(np.diagonal(gram))
     if not np.all(scale > 0):
         return "too few distinct times"
     # The regressors' correlation matrix (well conditioned unless collinear), without
     # forming the scaled columns z = xc / scale: z z' = (xc xc') / (scale scale').
-    corr = (xc @ xc.T) / np.outer(scale, scale)
+    corr = gram / np.outer(scale, scale)
     with np.errstate(all="ignore"):
         try:
             inv = np.linalg.inv(corr)
