@@ -359,14 +359,15 @@ async def test_database_recovers_after_postgres_is_killed(own_server):
         assert db.last_error is not None
 
         await own_server.start()  # same data directory and port
-        deadline = time.monotonic() + 10.0
-        while True:
+
+        async def items() -> list | None:
             try:
-                names = await db.run(lambda c: c.fetch("SELECT name FROM items ORDER BY id"))
-                break
+                return await db.run(lambda c: c.fetch("SELECT name FROM items ORDER BY id"))
             except DatabaseUnavailable:
-                assert time.monotonic() < deadline, "pool did not recover"
-                await asyncio.sleep(0.05)
+                return None
+
+        names = await eventually(items, 10.0, interval=0.05)
+        assert names is not None, "pool did not recover"
         # The committed row survived the SIGKILL (fsync on): accepted means durable.
         assert [r["name"] for r in names] == ["seed", "before crash"]
         assert db.status == "up"
