@@ -1,7 +1,7 @@
 """Gateway throughput beside the service direct and beside nginx, in one run on one machine.
 
     python bench/gateway_throughput.py [--seconds 8] [--connections 32]
-    python bench/gateway_throughput.py --tracing [--seconds 8] [--connections 32]
+    python bench/gateway_throughput.py --tracing [--rounds 3] [--seconds 8] [--connections 32]
 
 Needs Debian's ``wrk`` and ``nginx`` (``apt-get install wrk nginx-light``). Starts PostgreSQL,
 auth and the gateway through the launcher's supervisor, then measures a GET of auth's JWKS
@@ -143,9 +143,25 @@ def gateway_with_tracing(args: argparse.Namespace, *, ratio: float | None) -> di
 
 def tracing_overhead(args: argparse.Namespace) -> None:
     modes = {"off": None, "on, all sampled": 1.0, "on, 10 % sampled": 0.1}
-    results = {name: gateway_with_tracing(args, ratio=ratio) for name, ratio in modes.items()}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in modes}
+    for _ in range(args.rounds):  # interleaved, so a busy spell hits every mode alike
+        for name, ratio in modes.items():
+            runs[name].append(gateway_with_tracing(args, ratio=ratio))
+    # The best run of each mode: other load on the machine only ever makes one worse.
+    results = {
+        name: {
+            "rps": max(r["rps"] for r in rs),
+            "p50_ms": min(r["p50_ms"] for r in rs),
+            "p99_ms": min(r["p99_ms"] for r in rs),
+            "cpu_us": min(r["cpu_us"] for r in rs),
+        }
+        for name, rs in runs.items()
+    }
     off = results["off"]
-    print(f"GET {PATH} through the gateway, wrk -t1 -c{args.connections} -d{args.seconds}s")
+    print(
+        f"GET {PATH} through the gateway, wrk -t1 -c{args.connections} -d{args.seconds}s, "
+        f"best of {args.rounds}"
+    )
     for name, r in results.items():
         latency = f"p50 {r['p50_ms']:6.2f} ms   p99 {r['p99_ms']:6.2f} ms"
         ratios = f"x{r['rps'] / off['rps']:.2f} req/s, x{r['cpu_us'] / off['cpu_us']:.2f} CPU"
@@ -161,6 +177,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--tracing", action="store_true", help="tracing off vs on")
+    parser.add_argument("--rounds", type=int, default=1, help="--tracing: rounds of all modes")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
