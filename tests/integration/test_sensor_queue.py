@@ -252,6 +252,23 @@ async def test_readings_round_trip_as_float64(db, handed_off, count):
     assert HANDOFF.take(new.id) is None  # taken once, or never kept
 
 
+async def test_readings_with_a_missing_block_are_an_error_not_zeros(db):
+    """A series whose stored blocks leave a gap is refused, never filled in."""
+    new = new_test(values=np.arange(2500.0))
+    await TestRepository(db).submit(new)
+    HANDOFF.discard(new.id)
+
+    async def drop_block(conn):
+        await conn.execute(
+            "DELETE FROM test_reading_blocks WHERE test_id = $1 AND block = 1", new.id
+        )
+
+    await db.run(drop_block)
+    queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
+    with pytest.raises(LookupError, match="do not fit"):
+        await queue.readings(await queue.claim("w"))
+
+
 async def test_idempotency_key_replays_and_refuses_other_bodies(db):
     """Concurrent submissions with one key create one test; another body is refused."""
     repo = TestRepository(db)

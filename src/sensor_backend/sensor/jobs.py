@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sensor_backend.core import tracing
 from sensor_backend.sensor.notifications import completed_event, enqueue_failed
 from sensor_backend.sensor.outbox import enqueue
-from sensor_backend.sensor.repository import HANDOFF, unpack
+from sensor_backend.sensor.repository import HANDOFF, read_arrays, unpack
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -124,19 +124,15 @@ class JobQueue:
             assert values is not None  # noqa: S101 - values are always stored
             return Readings(values, timestamps, reference)
 
-        async def read(conn: Connection) -> Any:  # noqa: ANN401 - an asyncpg Record
-            return await conn.fetchrow(
-                "SELECT values_f64, timestamps_f64, reference_f64 FROM test_readings"
-                " WHERE test_id = $1",
-                job.id,
-            )
+        async def read(conn: Connection) -> tuple[NDArray[np.float64] | None, ...] | None:
+            return await read_arrays(conn, job.id)
 
-        row = await self.db.run(read)
-        if row is None:
+        stored = await self.db.run(read)
+        if stored is None:
             raise LookupError(f"test {job.id} has no stored readings")
-        values = unpack(row["values_f64"])
-        assert values is not None  # noqa: S101 - NOT NULL column
-        return Readings(values, unpack(row["timestamps_f64"]), unpack(row["reference_f64"]))
+        values, timestamps, reference = stored
+        assert values is not None  # noqa: S101 - values are always stored
+        return Readings(values, timestamps, reference)
 
     async def heartbeat(self, job: Job) -> bool:
         """Extend the lease; False when it is no longer ours (reaped, or taken over)."""

@@ -120,6 +120,40 @@ class Handoff:
 HANDOFF = Handoff(max_bytes=48 << 20)
 
 
+async def read_arrays(
+    conn: Connection, test_id: uuid.UUID
+) -> tuple[NDArray[np.float64] | None, ...] | None:
+    """(values, timestamps, reference) of a stored test from its blocks; None without any.
+
+    Each block is copied to its place by its number, so no ORDER BY (a plan that sorts 24 MB
+    of blocks is slower than the whole read), and a series whose blocks do not add up to
+    one array is an error, never zeros in a gap.
+    """
+    rows = await conn.fetch(
+        "SELECT series, block, data FROM test_reading_blocks WHERE test_id = $1", test_id
+    )
+    if not rows:
+        return None
+    extent, filled, present = [0, 0, 0], [0, 0, 0], set()
+    for series, block, data in rows:
+        extent[series] = max(extent[series], block * BLOCK_BYTES + len(data))
+        filled[series] += len(data)
+        present.add(series)
+    if extent != filled or any(len(data) > BLOCK_BYTES for *_, data in rows):
+        raise LookupError(f"test {test_id}: its stored reading blocks do not fit together")
+    out = [bytearray(size) for size in extent]
+    for series, block, data in rows:
+        at = block * BLOCK_BYTES
+        out[series][at : at + len(data)] = data
+    arrays: list[NDArray[np.float64] | None] = []
+    for series, raw in enumerate(out):
+        array = np.frombuffer(raw, dtype=F64) if series in present else None
+        if array is not None:
+            array.flags.writeable = False  # as read from bytes: the analysis only reads
+        arrays.append(array)
+    return tuple(arrays)
+
+
 class IdempotencyKeyReusedError(InvalidRequestError):
     """Same Idempotency-Key, different request: 422 (IETF draft-ietf-httpapi-idempotency-key)."""
 
