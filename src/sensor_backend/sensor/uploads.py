@@ -26,9 +26,9 @@ it), while ``pyarrow`` is a ~40 MB wheel for what is here three flat float colum
 ``.npy`` format is a documented 10-byte preamble, a short ASCII header and the raw array
 bytes, so reading it is a header parse (float64 is then used in place: no copy, no
 per-value work), and any language can write it (NumPy's ``np.save``; by hand: the header
-is a Python dict literal). Arrow's strengths (nested types, record batches, zero-copy across processes) buy nothing for
-three columns that are stored as ``bytea`` anyway. ``allow_pickle=False`` always: an
-object array would run arbitrary code on load.
+is a Python dict literal). Arrow's strengths (nested types, record batches, zero-copy
+across processes) buy nothing for three columns that are stored as ``bytea`` anyway.
+``allow_pickle=False`` always: an object array would run arbitrary code on load.
 
 For CSV and multipart bodies the device id and the options travel as query parameters
 (``device_id`` required; ``decision_rule``, ``reference_uncertainty`` and
