@@ -52,9 +52,13 @@ class Points:
     counts: Floats
     err: Floats
     ref: Floats
-    x: Floats
+    x: Floats | None  # None: x = ref + err (no lag band), see values()
     steady: NDArray[np.bool_]  # the reference did not move beyond the lag allowance
     t: Floats  # mean time of each point
+
+    def values(self) -> Floats:
+        """The points' mean readings (ref + err when not kept: no lag band)."""
+        return self.ref + self.err if self.x is None else self.x
 
 
 def points(  # noqa: PLR0917 - the series, then how to cut it
@@ -66,7 +70,7 @@ def points(  # noqa: PLR0917 - the series, then how to cut it
     t: Floats,
     sums: tuple[Floats, Floats, Floats] | None = None,
 ) -> Points:
-    """Point means; ``x`` None means x = ref + err (its means are then theirs summed).
+    """Point means; ``x`` None means x = ref + err (see :meth:`Points.values`).
 
     ``sums``: the block sums of ``err``, ``ref`` and ``t`` (as :func:`block_sums`), when the
     caller formed them while it had the readings in cache (``err`` is then not needed).
@@ -91,7 +95,7 @@ def points(  # noqa: PLR0917 - the series, then how to cut it
         t_p = _block_means(t, m, counts)
     else:
         e_p, r_p, t_p = (np.divide(y, counts) for y in sums)
-    x_p = r_p + e_p if x is None else _block_means(x, m, counts)
+    x_p = None if x is None else _block_means(x, m, counts)
     return Points(m, starts, counts, e_p, r_p, x_p, steady, t_p)
 
 
@@ -141,10 +145,12 @@ def assess(  # noqa: PLR0917 - the series' figures, then the noise
     fixed = sum(c.standard_uncertainty**2 for c in budget.components if c.kind == "type B")
     # Every point but perhaps the last holds m readings: one value, the same arithmetic.
     noise_var = 0.0 if sigma is None else sigma**2
-    u_c = np.full(counts.size, math.sqrt(fixed + noise_var / m))
+    u_m = math.sqrt(fixed + noise_var / m)
+    u_c, expanded = np.full(counts.size, u_m), np.full(counts.size, COVERAGE_K * u_m)
     if counts.size and counts[-1] != m:
         u_c[-1] = math.sqrt(fixed + noise_var / float(counts[-1]))
-    decision = decide(e_point, tol_point, COVERAGE_K * u_c, u_c, spec.decision_rule)
+        expanded[-1] = COVERAGE_K * u_c[-1]
+    decision = decide(e_point, tol_point, expanded, u_c, spec.decision_rule)
 
     max_abs, fails = beyond
     frac = 1.0 - fails.size / n

@@ -221,32 +221,35 @@ def _coarse(pts: Points) -> Points:
     """Long series: merge points (k at a time) so at most ``MAX_POINTS`` remain.
 
     Every point but the last holds ``pts.m`` readings, so a merged mean is the plain mean of
-    its k point means, except where the short last point is merged: that one is weighted.
+    its k point means (no weighting pass), except for the merged point holding the short
+    last one: that one is weighted by the readings.
     """
     size = pts.err.size
     k = -(-size // MAX_POINTS)
     if k <= 1:
         return pts
     starts = np.arange(0, size, k)
-    counts = np.full(starts.size, float(k))
-    counts[-1] = size - starts[-1]
-    weights = block_sums(pts.counts, k, starts.size)
-    tail = slice(int(starts[-1]), size)
+    last = int(starts[-1])
+    points = np.full(starts.size, float(k))  # points per merged point
+    points[-1] = size - last
+    readings = points * pts.m
+    readings[-1] = float(pts.counts[last:].sum())
 
     def mean(y: Floats) -> Floats:
         out = block_sums(y, k, starts.size)
-        out /= counts
-        out[-1] = float(y[tail] @ pts.counts[tail]) / float(weights[-1])
+        out /= points
+        out[-1] = float(y[last:] @ pts.counts[last:]) / float(readings[-1])
         return out
 
     steady = np.logical_and.reduceat(pts.steady, starts)
+    err, ref = mean(pts.err), mean(pts.ref)
     return type(pts)(
         pts.m * k,
         pts.starts[starts],
-        weights,
-        mean(pts.err),
-        mean(pts.ref),
-        mean(pts.x),
+        readings,
+        err,
+        ref,
+        ref + err if pts.x is None else mean(pts.x),  # x = ref + err: its means theirs summed
         steady,
         mean(pts.t),
     )
@@ -269,7 +272,7 @@ def calibrate(
     adev_points = pts
     pts = _coarse(pts)
     steady = pts.steady
-    rs, xs, es = pts.ref[steady], pts.x[steady], pts.err[steady]
+    rs, xs, es = pts.ref[steady], pts.values()[steady], pts.err[steady]
     offset, gain, a, g = _fit(rs, xs, u_ref, MIN_SPAN_TOLERANCES * tolerance)
     width = tolerance / 2.0
     if offset.value is None or es.size < 3:  # noqa: PLR2004

@@ -162,7 +162,11 @@ class ErrorSeries:
         S in total, so some point moves by S / 2 or more); only their readings are examined.
         """
         pts = self.points
-        moved = np.flatnonzero(np.abs(np.diff(pts.ref)) > threshold / 2.0)
+        moved_by = np.diff(pts.ref)
+        half = threshold / 2.0
+        if not moved_by.size or (moved_by.max() <= half and moved_by.min() >= -half):
+            return np.empty(0, dtype=np.intp)  # two reductions: no point moved that far
+        moved = np.flatnonzero(np.abs(moved_by) > half)
         if not moved.size:
             return np.empty(0, dtype=np.intp)
         m = pts.m
@@ -247,38 +251,38 @@ def scan(  # noqa: PLR0915 - one loop doing every reduction on its block
         ext[0, b], ext[1, b] = _MIN(xb), _MAX(xb)
         ext[2, b], ext[3, b] = _MIN(rb), _MAX(rb)
         ek = ebuf[: j - k]
-        np.subtract(x[k:j], ref[k:j], out=ek)
+        np.subtract(x[k:j], ref[k:j], ek)
         e = ek[i - k :]
         ext[4, b], ext[5, b] = _MIN(e), _MAX(e)
         mom[7, b] = np.dot(e, e)
         p, rows = i // m, w // m
         for y, sums in ((e, e_sums), (rb, r_sums), (tb, t_sums)):
             if rows:
-                np.matmul(y[: rows * m].reshape(rows, m), ones, out=sums[p : p + rows])
+                np.matmul(y[: rows * m].reshape(rows, m), ones, sums[p : p + rows])
             if rows * m < w:
                 sums[p + rows] = np.add.reduce(y[rows * m :])
         if j - 1 > k:
             step = dbuf[: j - 1 - k]
-            np.subtract(ek[1:], ek[:-1], out=step)
+            np.subtract(ek[1:], ek[:-1], step)
             ext[6, b], ext[7, b] = _MIN(step), _MAX(step)
             mom[6, b] = np.dot(step, step)
             s = buf[: j - 1 - k]
             if intervals:
-                np.subtract(t[k + 1 : j], t[k : j - 1], out=s)
+                np.subtract(t[k + 1 : j], t[k : j - 1], s)
                 ext[8, b], ext[9, b] = _MIN(s), _MAX(s)
-            np.subtract(x[k + 1 : j], x[k : j - 1], out=s)
-            np.abs(s, out=s)
-            np.less_equal(s, flat_tolerance, out=flat[k : j - 1])
+            np.subtract(x[k + 1 : j], x[k : j - 1], s)
+            np.abs(s, s)
+            np.less_equal(s, flat_tolerance, flat[k : j - 1])
             # Non-negative doubles order like their bit patterns; 0 - 1 wraps out of the way.
             patterns = s.view(np.uint64)
-            np.subtract(patterns, one, out=patterns)
+            np.subtract(patterns, one, patterns)
             least[b] = _MIN(patterns)
         q = p + rows + (rows * m < w)
         cx = (float(np.add.reduce(e_sums[p:q])) + float(np.add.reduce(r_sums[p:q]))) / w
         ct = float(np.add.reduce(t_sums[p:q])) / w
         xd, td = ebuf[:w], dbuf[:w]  # e and d are done with
-        np.subtract(xb, cx, out=xd)
-        np.subtract(tb, ct, out=td)
+        np.subtract(xb, cx, xd)
+        np.subtract(tb, ct, td)
         mom[0:6, b] = w, cx, ct, np.dot(xd, xd), np.dot(td, td), np.dot(td, xd)
     counts, cxs, cts = mom[0], mom[1], mom[2]
     x_mean = float(counts @ cxs) / n
@@ -382,7 +386,7 @@ def attenuated_check(spec: SensorSpec, x: Floats, r: ErrorSeries) -> tuple[Check
     if r.band is None and pts.m > 1 and window // pts.m >= 2:  # noqa: PLR2004
         # Long series: the same spans over point means (noise averaged out, signal kept).
         per_point, _ = dynamics.attenuated(
-            pts.x, pts.ref, pts.ref, tols, window // pts.m, 2, max_deficit=bound
+            pts.values(), pts.ref, pts.ref, tols, window // pts.m, 2, max_deficit=bound
         )
         if (per_point == PASS).all():
             flags = np.ones(n, dtype=np.uint8)
@@ -472,7 +476,8 @@ def drift_fit(
     if r.x.size >= DRIFT_POINTS_FROM:
         pts = r.points
         keep = None if mask is None else ~np.logical_or.reduceat(~mask, pts.starts)
-        tt, yy, rr = pts.t, pts.x - pts.ref, pts.ref
+        # Without a lag band the points' error is the mean of x - ref itself.
+        tt, yy, rr = pts.t, pts.err if pts.x is None else pts.x - pts.ref, pts.ref
         if keep is not None:
             if np.count_nonzero(keep) < 2 * MIN_READINGS:
                 return "too few points outside response transitions"
