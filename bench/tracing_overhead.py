@@ -7,14 +7,13 @@ a GET called straight through ASGI, no sockets, so nothing else on the machine b
 difference: off; on with nothing sampled (``parentbased_traceidratio`` 0, the span exists
 but is not recorded); 10 % sampled; all sampled. Spans go through the real batch processor
 and OTLP/HTTP exporter to a throwaway receiver in the process. One process per mode
-(tracing is configured once per process, as in a service).
+(tracing is configured once per process, as in a service), logging as a service does.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import subprocess
 import sys
@@ -49,6 +48,7 @@ def measure(ratio: float | None, requests: int) -> float:
 
     from sensor_backend.core import tracing  # noqa: PLC0415
     from sensor_backend.core.app import ServiceContext, create_app  # noqa: PLC0415
+    from sensor_backend.core.log import configure_logging  # noqa: PLC0415
     from sensor_backend.core.settings import ServiceSettings  # noqa: PLC0415
 
     class BenchSettings(ServiceSettings):
@@ -57,7 +57,8 @@ def measure(ratio: float | None, requests: int) -> float:
         default_port: ClassVar[int] = 8097
 
     assert tracing.configure_tracing("bench") is (ratio is not None)
-    logging.getLogger().setLevel(logging.WARNING)  # the request log line is not measured
+    # As a service logs: one JSON line per request, with its ids (stderr: discarded).
+    configure_logging("bench", json=True)
     app = create_app(ServiceContext(BenchSettings()), title="bench")
 
     @app.get("/item")
@@ -110,7 +111,8 @@ def main() -> None:
     for mode in MODES:
         out = subprocess.run(
             [sys.executable, __file__, "--mode", mode, "--requests", str(args.requests)],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             text=True,
             check=True,
             env=env,
