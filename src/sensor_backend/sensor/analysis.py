@@ -326,7 +326,7 @@ def _gap(
     missing = int(np.maximum(np.rint(ratio) - 1, 0).sum())
     fraction = missing / (n + missing)
     disordered = lo <= 0
-    if fraction <= spec.missing_fail_fraction and not disordered:
+    if ratio.size and fraction <= spec.missing_fail_fraction and not disordered:
         flags[flags == FAIL] = SUSPECT  # gaps within the stated fraction: suspect only
     source = f"test plan: missing_fail_fraction {spec.missing_fail_fraction:g}"
     check = qc.point_result("gap", flags, spec, f"{STANDARD} (QARTOD time gap), {source}")
