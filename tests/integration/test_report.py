@@ -4,7 +4,8 @@ Real processes (the harness): a rig test with a reference is submitted through t
 its report fetched through the gateway and loaded in Debian's ``/usr/bin/chromium`` under
 the report's own Content-Security-Policy (never ``playwright install``); the browser's
 ``page.pdf(format="A4")`` is the PDF, the same as "Print to PDF". The console's link opens
-the same report. Screenshots and the PDF go to ``test-artifacts/report/``.
+the same report; ``/report.pdf`` is the server's PDF (WeasyPrint). Screenshots and both PDFs
+go to ``test-artifacts/report/``.
 """
 
 from __future__ import annotations
@@ -134,6 +135,24 @@ def test_report_headers_and_content(system, completed):
     assert f"/test/{completed['test_id']}/readings.csv" in resp.text
     again = fetch_report(system, completed["test_id"], system.headers())
     assert again.headers["content-disposition"] == resp.headers["content-disposition"]
+
+
+def test_pdf_through_the_gateway(system, completed):
+    """The same report as an A4 PDF (WeasyPrint in the sensor service), named by its id."""
+    url = f"{system.url('gateway')}/test/{completed['test_id']}/report.pdf"
+    resp = httpx.get(url, headers=system.headers(), timeout=60)
+    if importlib.util.find_spec("weasyprint") is None:  # the `pdf` extra is not installed
+        assert resp.status_code == 501, resp.text
+        assert resp.json()["extra"] == "pdf"
+        return
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "application/pdf"
+    assert re.fullmatch(
+        r'inline; filename="report-SR-[0-9A-F-]+\.pdf"', resp.headers["content-disposition"]
+    )
+    assert resp.content.startswith(b"%PDF-")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "report-weasyprint.pdf").write_bytes(resp.content)
 
 
 @pytest.mark.parametrize(
