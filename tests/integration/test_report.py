@@ -236,7 +236,7 @@ def test_report_renders_and_prints_to_a4(system, browser, completed):
 
 
 def test_console_opens_the_report(system, browser, completed):
-    """The console's "Printable report" fetches it with the token and opens it in a tab."""
+    """The console's "Printable report" and "PDF" fetch it with the token, open it in a tab."""
     context = browser.new_context(viewport={"width": 1280, "height": 1400})
     page = context.new_page()
     page.set_default_timeout(15_000)
@@ -261,4 +261,8 @@ def test_console_opens_the_report(system, browser, completed):
     framed = report.locator(".report-id").evaluate("e => getComputedStyle(e).borderTopWidth")
     assert framed == "2px"  # its inline stylesheet applied in the blob tab too
     report.screenshot(path=str(ARTIFACTS / "from-console.png"))
+    with context.expect_page() as opened:  # "PDF" beside it: the same, as a PDF blob
+        page.click(f"[data-report-pdf-link='{test_id}']")
+    opened.value.wait_for_url("blob:**", timeout=30_000)
+    assert not page.locator("[data-report-msg]").inner_text()  # no error shown
     context.close()
