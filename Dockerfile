@@ -25,11 +25,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY src/ ./src/
-# The project's wheel and one wheel per dependency, the `pdf` extra's too (WeasyPrint, for
-# GET /test/{id}/report.pdf). Binary wheels only: every dependency ships manylinux (or pure
-# Python) wheels for CPython 3.11 on amd64 and arm64, so no compiler is needed, and a
-# dependency that would need one fails the build here instead of pulling gcc into the image.
-RUN pip wheel --no-cache-dir --only-binary=:all: --wheel-dir /wheels '.[pdf]' .
+# The project's wheel and one wheel per dependency, with the `pdf` extra (WeasyPrint, for
+# GET /test/{id}/report.pdf) and the `tracing` extra (OpenTelemetry SDK and OTLP/HTTP
+# exporter, imported only when OTEL_* variables configure tracing). Binary wheels only:
+# every dependency ships manylinux (or pure Python) wheels for CPython 3.11 on amd64 and
+# arm64, so no compiler is needed, and a dependency that would need one fails the build
+# here instead of pulling gcc into the image.
+RUN pip wheel --no-cache-dir --only-binary=:all: --wheel-dir /wheels '.[pdf,tracing]' .
 
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -57,10 +59,10 @@ RUN apt-get update \
 
 # Installed from the builder's wheels through a bind mount: the wheels never become a layer,
 # and this stage has no compiler, no source tree and no network index (--no-index). The
-# wheel with its `pdf` extra (pip's "<wheel file>[extra]" form): WeasyPrint too.
+# wheel with its `pdf` and `tracing` extras (pip's "<wheel file>[extra]" form).
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels \
-       "$(echo /wheels/sensor_backend-*.whl)[pdf]" \
+       "$(echo /wheels/sensor_backend-*.whl)[pdf,tracing]" \
     && pip check
 
 # Containers listen on every interface (the services default to 127.0.0.1), refuse
