@@ -237,6 +237,35 @@ def test_a_pickle_is_never_loaded():
         parse_npy_parts(multipart({"value": out.getvalue()}), MULTIPART, max_readings=10)
 
 
+def npy_with_header(header: str, version: tuple[int, int] = (1, 0)) -> bytes:
+    """A .npy file with a hand-written header dict (padded as the format wants)."""
+    text = header.encode("latin1" if version < (3, 0) else "utf8")
+    size_bytes = 2 if version == (1, 0) else 4
+    pad = -(10 + size_bytes - 4 + len(text) + 1) % 64
+    text += b" " * pad + b"\n"
+    size = len(text).to_bytes(size_bytes, "little")
+    return b"\x93NUMPY" + bytes(version) + size + text + b"\0" * 8
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "(" + "-" * 3000 + "1,)",
+        "(" + "~" * 3000 + "1,)",
+        "(" + "1+" * 3000 + "1,)",
+        "(" + "+" * 9000 + "1,)",
+    ],
+)
+def test_a_hostile_npy_header_is_a_422_not_a_crash(shape, version):
+    """NumPy reads the header with ast.literal_eval: deep nesting raises RecursionError."""
+    header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}"
+    body = multipart({"value": npy_with_header(header, version)})
+    with pytest.raises(UploadError) as excinfo:
+        parse_npy_parts(body, MULTIPART, max_readings=10)
+    assert error_of(excinfo)["field"] == "body.value"
+
+
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [

@@ -417,6 +417,12 @@ def multipart_parts(raw: bytes, content_type: str) -> dict[str, memoryview]:
         pos = nxt + len(separator)
 
 
+# What reading a hostile ``.npy`` header can raise: NumPy parses the header's dict with
+# ``ast.literal_eval``, which raises RecursionError (and MemoryError in the parser) on a
+# deeply nested shape such as ``(------...1,)``; the header is at most _NPY_HEAD bytes.
+_NPY_ERRORS = (ValueError, EOFError, SyntaxError, TypeError, RecursionError, MemoryError)
+
+
 def _npy_end(view: memoryview, start: int) -> int:
     """Where the ``.npy`` file at ``start`` ends by its own header, or -1.
 
@@ -434,7 +440,7 @@ def _npy_end(view: memoryview, start: int) -> int:
             shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
             return -1
-    except (ValueError, EOFError, SyntaxError, TypeError):
+    except _NPY_ERRORS:
         return -1
     if dtype.hasobject or any(d < 0 for d in shape):
         return -1
@@ -466,7 +472,7 @@ def _npy(name: str, data: memoryview, max_readings: int) -> NDArray[np.float64]:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
             return _npy_any(name, data, max_readings, bad)
-    except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+    except _NPY_ERRORS as exc:
         raise bad(f"not a .npy file ({exc})") from None
     del fortran  # one dimension: the same bytes either way
     return _checked(
@@ -483,7 +489,7 @@ def _npy_any(
     """``.npy`` 3.0 (a UTF-8 header): through ``read_array``, never unpickling."""
     try:
         array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+    except _NPY_ERRORS as exc:
         raise bad(f"not a .npy file ({exc})") from None
     return _finite(name, _as_float(array, bad), max_readings, bad)
 
