@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from sensor_backend.core.retry import RetryPolicy
 from sensor_backend.core.spool import Spool, SpooledItem, _chunks, _placeholders, _rollback
 
 if TYPE_CHECKING:
@@ -50,11 +51,6 @@ if TYPE_CHECKING:
 __all__ = ["Journal", "RowState"]
 
 _log = logging.getLogger(__name__)
-
-# A resend that is itself not confirmed waits twice as long before the next (capped), so
-# a consumer that is merely slow is not flooded with copies of what it has not read yet.
-_MAX_BACKOFF_EXPONENT = 16
-
 
 class RowState(enum.IntEnum):
     PENDING = 0
@@ -102,6 +98,11 @@ class Journal(Spool):
         if not math.isfinite(max_resend_after_s) or max_resend_after_s < resend_after_s:
             raise ValueError("max_resend_after_s must be finite and >= resend_after_s")
         self.resend_after_s = resend_after_s
+        # A resend that is itself not confirmed waits twice as long before the next (capped),
+        # so a consumer that is merely slow is not flooded with copies it has not read yet.
+        self._resend_policy = RetryPolicy(
+            max_attempts=None, base_s=resend_after_s, cap_s=max_resend_after_s, jitter="none"
+        )
         self.max_resend_after_s = max_resend_after_s
         self._rows: dict[int, _Row] = {}  # seq -> row, in seq order (seqs only grow)
         self._seq_of: dict[str, int] = {}
@@ -380,8 +381,7 @@ class Journal(Spool):
         bisect.insort(self._pending, seq)
 
     def _bound_s(self, row: _Row) -> float:
-        exponent = min(row.resends, _MAX_BACKOFF_EXPONENT)
-        return min(self.max_resend_after_s, self.resend_after_s * 2.0**exponent)
+        return self._resend_policy.ceiling_s(row.resends)
 
     def _is_pending(self, seq: int) -> bool:
         row = self._rows.get(seq)

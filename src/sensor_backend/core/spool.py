@@ -53,7 +53,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import os
 import random
 import re
@@ -63,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Self, TypeVar
 
+from sensor_backend.core.checks import check_int, check_seconds
 from sensor_backend.core.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -141,17 +141,6 @@ class _PendingAppend:
     error: BaseException | None = None
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-
-def _check_seconds(name: str, value: float, *, positive: bool = False) -> None:
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        relation = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number {relation}, got {value!r}")
-
-
 def _chunks(values: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -199,10 +188,10 @@ class Spool:
         lock_timeout_s: float = 5.0,
         clock: Clock = _SYSTEM_CLOCK,
     ) -> None:
-        _check_positive_int("max_items", max_items)
-        _check_positive_int("max_bytes", max_bytes)
-        _check_seconds("full_retry_after_s", full_retry_after_s)
-        _check_seconds("lock_timeout_s", lock_timeout_s)
+        check_int("max_items", max_items, 1)
+        check_int("max_bytes", max_bytes, 1)
+        check_seconds("full_retry_after_s", full_retry_after_s)
+        check_seconds("lock_timeout_s", lock_timeout_s)
         if not _NAME_RE.fullmatch(name):
             raise ValueError(f"spool name must match {_NAME_RE.pattern}, got {name!r}")
         self.path = Path(path)
