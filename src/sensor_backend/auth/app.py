@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sensor_backend.auth.breakers import auth_breakers
 from sensor_backend.auth.client_routes import router as client_router
 from sensor_backend.auth.clients import ClientRepository, SecretHasher
 from sensor_backend.auth.keys import KeyStore
@@ -25,7 +26,10 @@ if TYPE_CHECKING:
 def build_app(settings: AuthSettings | None = None) -> FastAPI:
     settings = settings or AuthSettings()
     ctx = ServiceContext(settings, max_body_bytes=64 * 1024)
-    db = attach_database(ctx, settings, schema="auth", package="sensor_backend.auth")
+    breakers = auth_breakers(settings, ctx.breakers)
+    db = attach_database(
+        ctx, settings, breaker=breakers.database, schema="auth", package="sensor_backend.auth"
+    )
     verifier = JwtVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     auth = AuthService(
         settings=settings,

@@ -163,11 +163,14 @@ class BreakerConfig:
         """Open wait after the ``consecutive_trips``-th trip in a row (1-based).
 
         ``min(max_open_wait_s, open_wait_s * open_wait_multiplier ** (trips - 1))``,
-        computed without overflowing for any streak length.
+        computed without overflowing for any streak length. `CircuitBreaker` trips with it,
+        so this is the one place the open wait's arithmetic lives.
         """
         if consecutive_trips < 1:
             raise ValueError(f"consecutive_trips must be >= 1, got {consecutive_trips!r}")
         wait = self.open_wait_s
+        if self.open_wait_multiplier == 1:
+            return min(wait, self.max_open_wait_s)
         for _ in range(consecutive_trips - 1):
             wait *= self.open_wait_multiplier
             if wait >= self.max_open_wait_s:
@@ -574,11 +577,7 @@ class CircuitBreaker:
         clock = self._clock
         self.trips += 1
         self._consecutive_trips += 1
-        config = self._config
-        if self._consecutive_trips == 1:
-            wait = config.open_wait_s
-        else:
-            wait = min(config.max_open_wait_s, self._open_wait * config.open_wait_multiplier)
+        wait = self._config.open_wait_for(self._consecutive_trips)
         self._open_wait = wait
         self._open_until = clock.monotonic() + wait
         self._last_trip_at = clock.time()

@@ -52,6 +52,7 @@ __all__ = ["Journal", "RowState"]
 
 _log = logging.getLogger(__name__)
 
+
 class RowState(enum.IntEnum):
     PENDING = 0
     INFLIGHT = 1

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from sensor_backend.core.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from sensor_backend.core.breaker import BreakerState
 from sensor_backend.core.db import Database, server_answers
 
 if TYPE_CHECKING:
     from sensor_backend.core.app import ServiceContext
+    from sensor_backend.core.breaker import CircuitBreaker
     from sensor_backend.core.settings import DatabaseSettingsMixin
 
 
@@ -19,25 +20,15 @@ def attach_database(
     ctx: ServiceContext,
     settings: DatabaseSettingsMixin,
     *,
+    breaker: CircuitBreaker,
     schema: str,
     package: str,
     essential: bool = True,
 ) -> Database:
-    """A `Database` for ``schema`` behind a breaker, started and stopped with the app.
+    """A `Database` for ``schema`` behind ``breaker``, started and stopped with the app.
 
     Its migrations live in ``<package>/migrations`` and ship inside the wheel.
     """
-    breaker = CircuitBreaker(
-        "database",
-        BreakerConfig(
-            consecutive_failures=settings.db_breaker_failures,
-            open_wait_s=settings.db_breaker_open_s,
-            # A database that comes back should be used again within a minute, not five.
-            max_open_wait_s=60.0,
-            half_open_max_wait_s=settings.db_command_timeout_s * 2,
-        ),
-    )
-    ctx.breakers.add(breaker)
     db = Database(
         dsn=settings.database_url,
         schema=schema,

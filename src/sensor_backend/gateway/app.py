@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sensor_backend.core.app import ServiceContext, create_app
-from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
 from sensor_backend.core.dead_letter import DeadLetterCollector, DeadLetterStore
 from sensor_backend.core.drainer import Drainer
 from sensor_backend.core.metrics import SpoolCollector, templated
@@ -17,6 +16,7 @@ from sensor_backend.core.service_client import ServiceClient
 from sensor_backend.core.service_token import ServiceTokenProvider
 from sensor_backend.core.spool import Spool
 from sensor_backend.core.upstreams import SessionHolder, add_service_probes
+from sensor_backend.gateway.breakers import gateway_breakers
 from sensor_backend.gateway.console_routes import console_router
 from sensor_backend.gateway.dead_letter_routes import dead_letter_router
 from sensor_backend.gateway.event_queue import EventQueue
@@ -30,23 +30,16 @@ from sensor_backend.gateway.slo import prime_submission_series, slo_router
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from sensor_backend.core.breaker import CircuitBreaker
+
 
 def _service_client(
-    ctx: ServiceContext, http: SessionHolder, settings: GatewaySettings, name: str, urls: list[str]
+    http: SessionHolder,
+    settings: GatewaySettings,
+    name: str,
+    urls: list[str],
+    breaker: CircuitBreaker,
 ) -> ServiceClient:
-    breaker = ctx.breakers.add(
-        CircuitBreaker(
-            name,
-            BreakerConfig(
-                consecutive_failures=settings.breaker_failures,
-                open_wait_s=settings.breaker_open_s,
-                max_open_wait_s=settings.breaker_max_open_s,
-                slow_call_s=settings.http_total_timeout_s,
-                half_open_max_calls=2,
-                half_open_max_wait_s=settings.http_total_timeout_s * 2,
-            ),
-        )
-    )
     return ServiceClient(
         name,
         UpstreamPool(name, urls, eject_after=settings.eject_after),
@@ -64,14 +57,20 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         settings, max_body_bytes=settings.max_body_bytes, body_scan_paths=frozenset(EVENT_PATHS)
     )
     http = SessionHolder(ctx)
+    breakers = gateway_breakers(settings, ctx.breakers)
     upstreams = {
-        name: _service_client(ctx, http, settings, name, urls)
+        name: _service_client(http, settings, name, urls, breakers[name])
         for name, urls in settings.upstreams().items()
     }
     for upstream in upstreams.values():
         add_service_probes(ctx, http, upstream.name, upstream.pool.urls, upstream.probed)
+    # Token checks share the auth service's breaker: "is auth down?" is one question.
     guard = AuthGuard(
-        ctx, http, auth_urls=settings.auth_service_urls, jwks_path=settings.spool_dir / "jwks.json"
+        ctx,
+        http,
+        breaker=breakers["auth"],
+        auth_urls=settings.auth_service_urls,
+        jwks_path=settings.spool_dir / "jwks.json",
     )
     spool = Spool(
         settings.spool_dir,

@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from sensor_backend.core.breaker import BreakerConfig
 from sensor_backend.core.client_address import networks
 from sensor_backend.core.event_limits import (
     MAX_BATCH_BYTES,
@@ -51,6 +52,18 @@ class GatewaySettings(ServiceSettings):
     breaker_failures: int = Field(default=5, ge=1)
     breaker_open_s: float = Field(default=30.0, gt=0)
     breaker_max_open_s: float = Field(default=300.0, gt=0)
+
+    def service_breaker_config(self) -> BreakerConfig:
+        """The breaker of each service the gateway calls (one per service, as Kong's)."""
+        return BreakerConfig(
+            consecutive_failures=self.breaker_failures,
+            open_wait_s=self.breaker_open_s,
+            max_open_wait_s=self.breaker_max_open_s,
+            slow_call_s=self.http_total_timeout_s,
+            half_open_max_calls=2,
+            half_open_max_wait_s=self.http_total_timeout_s * 2,
+        )
+
     # Per-client rate limits (gateway/rate_limit.py): "group=requests/window_s" per route
     # group, a token bucket per authenticated subject (per client address on anonymous
     # routes). Sized for lab rigs and people, far above what one needs, so only a runaway
