@@ -282,9 +282,9 @@ async def queue(
     await spool.open()
     await store.open()
     upstream = ServiceClient(
-        "kafka",
-        UpstreamPool("kafka", [service.url]),
-        CircuitBreaker("kafka", BreakerConfig(consecutive_failures=50)),
+        "events",
+        UpstreamPool("events", [service.url]),
+        CircuitBreaker("events", BreakerConfig(consecutive_failures=50)),
         RetryBudget(),
         lambda: session,
         timeout_s=5.0,

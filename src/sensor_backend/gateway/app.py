@@ -24,7 +24,7 @@ from sensor_backend.gateway.gateway import Gateway
 from sensor_backend.gateway.health import GatewayHealth
 from sensor_backend.gateway.routes import EVENT_PATHS, openapi_paths, proxy_routes, router
 from sensor_backend.gateway.service_openapi import service_schemas
-from sensor_backend.gateway.settings import GatewaySettings
+from sensor_backend.gateway.settings import GatewaySettings, public_name
 from sensor_backend.gateway.slo import prime_submission_series, slo_router
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     limits = settings.event_limits()
     events = EventQueue(
         spool,
-        upstreams["kafka"],
+        upstreams["events"],
         ServiceTokenProvider(
             lambda: http.session,
             settings.auth_service_urls,
@@ -103,7 +103,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         name="gateway-events",
     )
     events.wake = drainer.wake
-    upstreams["kafka"].on_ready.append(drainer.retry_now)
+    upstreams["events"].on_ready.append(drainer.retry_now)
 
     async def start_queue() -> None:
         await spool.open()
@@ -129,7 +129,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     ctx.metrics.registry.register(DeadLetterCollector("gateway", dead_letters.snapshot))
     ctx.metrics.registry.register(SpoolCollector("gateway", events.snapshot))
     aggregated.extras.append(
-        lambda: {"upstreams": {n: u.pool.snapshot() for n, u in upstreams.items()}}
+        lambda: {"upstreams": {public_name(n): u.pool.snapshot() for n, u in upstreams.items()}}
     )
     aggregated.extras.append(gateway.snapshot)
     app = create_app(ctx, title="sensor-backend API gateway", health_report=aggregated.report)

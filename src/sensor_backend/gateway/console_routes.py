@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
 from sensor_backend.core.errors import NotFound
+from sensor_backend.gateway.settings import public_name
 
 if TYPE_CHECKING:
     from sensor_backend.core.upstreams import SessionHolder
@@ -89,7 +90,10 @@ async def console_system(request: Request) -> dict[str, Any]:
     flat = [u for group in urls for u in group]
     docs = await asyncio.gather(*(_replica_health(http.session, u) for u in flat))
     found = iter(docs)
-    services = {name: [next(found) for _ in group] for name, group in zip(names, urls, strict=True)}
+    services = {
+        public_name(name): [next(found) for _ in group]
+        for name, group in zip(names, urls, strict=True)
+    }
     return {"gateway": await _gateway_health(request), "services": services}
 
 

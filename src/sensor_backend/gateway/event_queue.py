@@ -44,6 +44,7 @@ from sensor_backend.core.log import get_logger
 from sensor_backend.core.service_client import UpstreamUnreachableError
 from sensor_backend.core.service_token import ServiceTokenError
 from sensor_backend.core.spool import SpoolFullError
+from sensor_backend.gateway.settings import public_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -113,7 +114,7 @@ class EventQueue:
             raise Unavailable(
                 "event service down and the gateway's event spool is full",
                 retry_after_s=exc.retry_after_s,
-                service="kafka",
+                service=public_name("events"),
             ) from exc
         self.accepted += sum(stored)
         self.wake()
@@ -238,7 +239,7 @@ class EventQueue:
             raise Unavailable(
                 "the gateway's event spool is full; replay later",
                 retry_after_s=exc.retry_after_s,
-                service="kafka",
+                service=public_name("events"),
             ) from exc
         # Spooled (fsynced) first, removed second: a crash in between leaves it in both,
         # and the event service dedups the id if both ever send it. Only this record is

@@ -20,6 +20,7 @@ from sensor_backend.core.breaker import CircuitOpenError
 from sensor_backend.core.errors import PayloadTooLarge, Unavailable
 from sensor_backend.core.request_context import outgoing_headers
 from sensor_backend.core.service_client import CANNOT_SERVE, UpstreamUnreachableError
+from sensor_backend.gateway.settings import public_name
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -68,8 +69,9 @@ MAX_BUFFERED_BODY = 1 << 20
 
 
 def unavailable(service: str, retry_after_s: float, reason: str) -> Unavailable:
+    name = public_name(service)  # error bodies keep the seed's names (kafka)
     return Unavailable(
-        f"{service} service unavailable: {reason}", retry_after_s=retry_after_s, service=service
+        f"{name} service unavailable: {reason}", retry_after_s=retry_after_s, service=name
     )
 
 

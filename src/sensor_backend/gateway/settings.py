@@ -132,9 +132,26 @@ class GatewaySettings(ServiceSettings):
         )
 
     def upstreams(self) -> dict[str, list[str]]:
-        """Replica lists keyed by the names used in /health (DESIGN.md §6)."""
+        """Replica lists of the services the gateway calls, by their one name."""
         return {
             "auth": self.auth_service_urls,
             "sensor": self.sensor_service_urls,
-            "kafka": self.events_service_urls,
+            "events": self.events_service_urls,
         }
+
+
+# The event service is ``events`` everywhere inside (settings, breakers, pools, probes,
+# metrics labels); the gateway's public documents (/health, /circuit-breakers, error bodies,
+# the OpenAPI schema prefixes) keep the seed's key ``kafka`` (DESIGN.md §6).
+_PUBLIC_NAMES = {"events": "kafka"}
+_INTERNAL_NAMES = {public: name for name, public in _PUBLIC_NAMES.items()}
+
+
+def public_name(service: str) -> str:
+    """The name clients see for ``service`` (``events`` -> ``kafka``)."""
+    return _PUBLIC_NAMES.get(service, service)
+
+
+def internal_name(service: str) -> str:
+    """The internal name for a public one (``kafka`` -> ``events``); others unchanged."""
+    return _INTERNAL_NAMES.get(service, service)
