@@ -66,6 +66,39 @@ async def submit_many(db, count, **kw):
 
 
 OUTCOME = Outcome("pass", [], {"verdict": "pass"}, {"count": 50}, 1.0)
+LONG_S = 30.0  # a lease or backoff no test waits out: the tests move the clock columns
+
+
+async def _set_past(db, column, test_id):
+    """Put ``column`` of one test a second in PostgreSQL's past (the queue compares to now())."""
+    assert column in {"lease_until", "run_after"}
+
+    async def write(conn):
+        return await conn.execute(
+            f"UPDATE tests SET {column} = now() - interval '1 second' WHERE id = $1",  # noqa: S608
+            test_id,
+        )
+
+    assert await db.run(write) == "UPDATE 1"
+
+
+async def expire_lease(db, test_id):
+    """The lease runs out now, as when its worker stopped renewing it (no sleeping)."""
+    await _set_past(db, "lease_until", test_id)
+
+
+async def make_due(db, test_id):
+    """A retry's backoff is over now."""
+    await _set_past(db, "run_after", test_id)
+
+
+async def lease_left_s(db, test_id):
+    async def read(conn):
+        return await conn.fetchval(
+            "SELECT extract(epoch FROM lease_until - now()) FROM tests WHERE id = $1", test_id
+        )
+
+    return float(await db.run(read))
 
 
 async def outbox_rows(db, test_id):
@@ -119,10 +152,10 @@ async def test_completion_writes_result_and_one_event(db):
 async def test_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(db):
     """After the lease runs out the reaper re-queues the test; its first worker is locked out."""
     [test_id] = await submit_many(db, 1)
-    queue = JobQueue(db, lease_s=0.3, retry_base_s=0.01)
+    queue = JobQueue(db, lease_s=LONG_S, retry_base_s=0.01)
     first = await queue.claim("A")
     assert await queue.reap() == {"queued": 0, "failed": 0}  # lease still valid
-    await asyncio.sleep(0.4)
+    await expire_lease(db, test_id)
     assert await queue.reap() == {"queued": 1, "failed": 0}
     second = await queue.claim("B")
     assert (second.id, second.attempts) == (test_id, 2)
@@ -134,26 +167,27 @@ async def test_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(db):
 
 async def test_heartbeat_keeps_the_lease(db):
     """A worker that renews its lease keeps the test past the original lease time."""
-    await submit_many(db, 1)
-    queue = JobQueue(db, lease_s=0.3, retry_base_s=0.01)
+    [test_id] = await submit_many(db, 1)
+    queue = JobQueue(db, lease_s=LONG_S, retry_base_s=0.01)
     job = await queue.claim("A")
     for _ in range(3):
-        await asyncio.sleep(0.15)
-        assert await queue.heartbeat(job)
-    assert await queue.reap() == {"queued": 0, "failed": 0}
+        await expire_lease(db, test_id)  # the lease time it had is over...
+        assert await queue.heartbeat(job)  # ...but the worker renews it before the reaper runs
+        assert await lease_left_s(db, test_id) > LONG_S - 5
+        assert await queue.reap() == {"queued": 0, "failed": 0}
     assert await queue.complete(job, OUTCOME)
 
 
 async def test_a_test_that_keeps_failing_ends_failed_with_the_reason(db):
     """Three failed attempts: queued twice with backoff, then failed, with a failed event."""
     [test_id] = await submit_many(db, 1, max_attempts=3)
-    queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
+    queue = JobQueue(db, lease_s=30, retry_base_s=LONG_S)
     statuses = []
-    for _ in range(3):
-        job = None
-        while job is None:  # the retry becomes due after its (short) backoff
-            job = await queue.claim("w")
-            await asyncio.sleep(0.01)
+    for attempt in range(3):
+        if attempt:
+            assert await queue.claim("w") is None  # the retry waits out its backoff...
+            await make_due(db, test_id)  # ...which ends here, not after a sleep
+        job = await queue.claim("w")
         statuses.append(await queue.fail_attempt(job, "boom", permanent=False))
     assert statuses == ["queued", "queued", "failed"]
     detail = await TestRepository(db).get(test_id)
@@ -177,11 +211,11 @@ async def test_invalid_input_fails_at_once(db):
 async def test_a_test_whose_worker_always_dies_ends_failed(db):
     """A poison test whose lease expires on every attempt ends failed, not in a loop."""
     [test_id] = await submit_many(db, 1, max_attempts=2)
-    queue = JobQueue(db, lease_s=0.2, retry_base_s=0.01)
+    queue = JobQueue(db, lease_s=LONG_S, retry_base_s=0.01)
     outcomes = []
     for worker in ("A", "B"):
         assert (await queue.claim(worker)).id == test_id
-        await asyncio.sleep(0.3)
+        await expire_lease(db, test_id)  # the worker died: nobody renews the lease
         outcomes.append(await queue.reap())
     assert outcomes == [{"queued": 1, "failed": 0}, {"queued": 0, "failed": 1}]
     detail = await TestRepository(db).get(test_id)

@@ -1,7 +1,9 @@
 """The outbox relay's answer handling against a real in-process HTTP server.
 
 The server plays auth's ``/token`` and the event service's ``/send-event`` with scripted
-statuses; an in-memory outbox records what the relay decides for each row.
+statuses; an in-memory outbox hands out the queued rows and records what the relay decides
+for each. The tests drive the relay through its public ``run_once`` (one round of its loop),
+so the loop itself is never started.
 """
 
 from __future__ import annotations
@@ -18,11 +20,9 @@ from prometheus_client import CollectorRegistry
 
 from sensor_backend.core.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from sensor_backend.core.event_limits import EventLimits
-from sensor_backend.core.http_client import make_session
 from sensor_backend.core.replicas import UpstreamPool
 from sensor_backend.core.retry import RetryBudget, RetryPolicy
 from sensor_backend.core.service_client import ServiceClient
-from sensor_backend.core.service_token import ServiceTokenProvider
 from sensor_backend.sensor.metrics import SensorMetrics
 from sensor_backend.sensor.outbox import OutboxRow
 from sensor_backend.sensor.relay import Relay
@@ -33,10 +33,21 @@ PASSWORD = "relay-password"  # noqa: S105 - a test fixture's password
 
 @dataclass
 class MemoryOutbox:
+    queued: list[OutboxRow] = field(default_factory=list)
+    claims: list[tuple[str, int]] = field(default_factory=list)
     sent: list[int] = field(default_factory=list)
     dead: dict[int, str] = field(default_factory=dict)
     dead_status: dict[int, int | None] = field(default_factory=dict)
     released: list[tuple[list[int], str, float]] = field(default_factory=list)
+
+    async def claim(self, relay: str, limit: int, _max_bytes: int) -> list[OutboxRow]:
+        """The oldest ``limit`` queued rows (byte bounds are the real outbox's, tested there)."""
+        self.claims.append((relay, limit))
+        claimed, self.queued = self.queued[:limit], self.queued[limit:]
+        return claimed
+
+    async def due_now(self) -> None:
+        pass
 
     async def mark_sent(self, seqs: list[int]) -> None:
         self.sent += seqs
@@ -90,14 +101,15 @@ async def server():
 
 
 @pytest.fixture
-async def relay(server):
+async def relay(server, session, clock):
     settings = SensorSettings(
         auth_service_urls=[server.url],
         events_service_urls=[server.url],
         service_account_password=PASSWORD,
     )
-    breaker = CircuitBreaker("events", BreakerConfig(consecutive_failures=2, open_wait_s=60))
-    session = make_session()
+    breaker = CircuitBreaker(
+        "events", BreakerConfig(consecutive_failures=2, open_wait_s=60), clock=clock
+    )
     outbox = MemoryOutbox()
     metrics = SensorMetrics(CollectorRegistry(), dict)
     events = ServiceClient(
@@ -108,14 +120,7 @@ async def relay(server):
         lambda: session,
         timeout_s=5.0,
     )
-    instance = Relay(settings, outbox, events, SimpleNamespace(session=session), metrics)
-    # The tests drive deliveries by hand, so the relay's loop is never started.
-    instance._tokens = ServiceTokenProvider(
-        session, [server.url], username="sensor-relay", password=PASSWORD
-    )
-    instance.outbox_memory = outbox
-    yield instance
-    await session.close()
+    return Relay(settings, outbox, events, SimpleNamespace(session=session), metrics)
 
 
 def rows(*seqs: int, attempts: int = 1) -> list[OutboxRow]:
@@ -126,8 +131,13 @@ def rows(*seqs: int, attempts: int = 1) -> list[OutboxRow]:
 
 
 async def deliver(relay: Relay, batch: list[OutboxRow]) -> MemoryOutbox:
-    await relay._deliver(batch, await relay._tokens.authorization())
-    return relay.outbox_memory
+    """Queue ``batch`` and run one round: the relay claims it whole and posts it."""
+    outbox = relay.outbox
+    assert isinstance(outbox, MemoryOutbox)
+    outbox.queued += batch
+    await relay.run_once()
+    assert outbox.queued == []
+    return outbox
 
 
 @pytest.mark.parametrize("status", [200, 201, 202])
@@ -156,22 +166,37 @@ async def test_throttling_is_retried_without_tripping_the_breaker(server, relay)
     server.status = 429
     for _ in range(3):
         await deliver(relay, rows(1, attempts=3))
-    assert len(relay.outbox_memory.released) == 3
-    assert all(0 <= delay <= 2.0 for _, _, delay in relay.outbox_memory.released)
+    assert len(relay.outbox.released) == 3
+    assert all(0 <= delay <= 2.0 for _, _, delay in relay.outbox.released)
     assert relay.breaker.state is BreakerState.CLOSED
 
 
 async def test_server_errors_trip_the_breaker_and_nothing_is_sent_while_open(server, relay):
-    """Two 503s open the breaker; the next batch is released untried with its wait."""
+    """Two 503s open the breaker; a round then claims nothing and waits out the open wait."""
+    server.status = 503
+    outbox = await deliver(relay, rows(1))  # the client's retry makes it two tries
+    assert len(server.batches) == 2
+    assert [seqs for seqs, _, _ in outbox.released] == [[1]]
+    assert relay.breaker.state is BreakerState.OPEN
+    outbox.queued += rows(2)
+    wait = await relay.run_once()
+    assert wait == pytest.approx(60.0)  # open_wait_s, on the fixture's manual clock
+    assert outbox.queued == rows(2)
+    assert len(outbox.claims) == 1
+    assert len(server.batches) == 2
+    assert relay.state == "events breaker open"
+
+
+async def test_a_batch_the_breaker_turns_away_is_released_untried(server, relay, clock):
+    """A batch claimed while the half-open probe is taken elsewhere is released, not posted."""
     server.status = 503
     await deliver(relay, rows(1))
-    await deliver(relay, rows(2))
-    assert relay.breaker.state is BreakerState.OPEN
-    await deliver(relay, rows(3))
+    clock.advance(60.0)
+    assert relay.breaker.state is BreakerState.HALF_OPEN
+    relay.breaker.acquire()  # another caller holds the only probe slot
+    outbox = await deliver(relay, rows(2))
     assert len(server.batches) == 2
-    seqs, reason, delay = relay.outbox_memory.released[-1]
-    assert (seqs, reason) == ([3], "events breaker open")
-    assert delay > 50
+    assert outbox.released[-1] == ([2], "events breaker open", 0.0)
 
 
 async def test_a_refused_event_is_dead_and_its_batch_mates_are_delivered(server, relay):
@@ -225,12 +250,12 @@ async def test_an_event_over_the_per_event_limit_is_dead_without_a_post(server, 
     """The relay's screen dead-letters what the event service would refuse, and posts the rest."""
     relay.limits = EventLimits(max_event_bytes=1024, max_batch_events=10, max_batch_bytes=4096)
     big = OutboxRow(9, "00000000-0000-4000-8000-000000000009", {"id": "e9", "pad": "x" * 2000}, 1)
-    kept = await relay._screen([*rows(1), big, *rows(2)])
-    assert [row.seq for row in kept] == [1, 2]
-    assert list(relay.outbox_memory.dead) == [9]
-    assert "over the 1024-byte limit" in relay.outbox_memory.dead[9]
-    assert relay.outbox_memory.dead_status == {9: None}
-    assert server.batches == []
+    outbox = await deliver(relay, [*rows(1), big, *rows(2)])
+    assert list(outbox.dead) == [9]
+    assert "over the 1024-byte limit" in outbox.dead[9]
+    assert outbox.dead_status == {9: None}
+    assert outbox.sent == [1, 2]
+    assert server.batches == [[{"id": "e1"}, {"id": "e2"}]]
 
 
 @pytest.mark.parametrize("status", [403, 404])

@@ -14,6 +14,7 @@ health monitor, start and stop hooks); `create_app` wires it into a FastAPI app 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from sensor_backend import __version__
+from sensor_backend.core import tracing
 from sensor_backend.core.breaker import BreakerRegistry, CircuitOpenError
 from sensor_backend.core.errors import BadRequest, PayloadTooLarge, ServiceError, Unavailable
 from sensor_backend.core.fault_injection import FaultInjectionMiddleware
@@ -132,6 +134,11 @@ class ObservabilityMiddleware:
             return
         rid_raw, tp_raw, length = _read_headers(scope)
         rid, trace = incoming(rid_raw, tp_raw)
+        server_span = None
+        if tracing.state.tracer is not None:
+            # The span's ids replace ours, so the log lines carry the exported ids.
+            server_span = tracing.ServerSpan(scope, tp_raw)
+            trace = server_span.trace
         rid_token = request_id_var.set(rid)
         trace_token = trace_var.set(trace)
         started = time.perf_counter()
@@ -169,6 +176,8 @@ class ObservabilityMiddleware:
             self._record(scope, status, time.perf_counter() - started)
             request_id_var.reset(rid_token)
             trace_var.reset(trace_token)
+            if server_span is not None:
+                server_span.end(scope, status)
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, send: Send, length: int | None
@@ -290,6 +299,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        settings = ctx.settings
+        traced = tracing.configure_tracing(settings.service_name, instance_id=settings.instance_id)
         for hook in ctx.on_startup:
             await hook()
         await ctx.health.start()
@@ -299,6 +310,9 @@ def create_app(
             await ctx.health.stop()
             for hook in reversed(ctx.on_shutdown):
                 await hook()
+            if traced:
+                # Export what the batch processor still holds before the process ends.
+                await asyncio.to_thread(tracing.shutdown_tracing)
 
     app = FastAPI(title=title, description=description, version=__version__, lifespan=lifespan)
     app.state.ctx = ctx

@@ -83,6 +83,18 @@ def incoming(request_id: str | None, traceparent: str | None) -> tuple[str, Trac
     return rid, trace
 
 
+class _Outgoing:
+    # Untraced, each outgoing call gets a fresh span id of its own. With tracing on
+    # (core/tracing.py) the current span is exported, so it is the downstream's parent,
+    # unless a client span (core/service_client.py) replaces it: no parent id that no
+    # exported span has.
+    parent_is_current = False
+
+
+def set_outgoing_parent_is_current(*, value: bool) -> None:
+    _Outgoing.parent_is_current = value
+
+
 def outgoing_headers() -> dict[str, str]:
     """Headers that carry the current request's identity to a downstream call."""
     headers: dict[str, str] = {}
@@ -91,5 +103,6 @@ def outgoing_headers() -> dict[str, str]:
         headers["X-Request-ID"] = rid
     trace = trace_var.get()
     if trace is not None:
-        headers["traceparent"] = trace.child().traceparent
+        parent = trace if _Outgoing.parent_is_current else trace.child()
+        headers["traceparent"] = parent.traceparent
     return headers

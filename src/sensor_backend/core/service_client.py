@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from sensor_backend.core import tracing
 from sensor_backend.core.errors import RequestTimeout
 from sensor_backend.core.retry import RetryPolicy, retry_async
 
@@ -154,6 +155,7 @@ class Exchange:
         "_replica",
         "_response",
         "_retryable",
+        "_span",
         "_timeout",
     )
 
@@ -177,8 +179,23 @@ class Exchange:
         self._timeout = timeout
         self._replica: Replica | None = None
         self._response: aiohttp.ClientResponse | None = None
+        self._span: tracing.ClientSpan | None = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
+        if tracing.state.tracer is None:
+            return await self._enter()
+        # One client span for the call, all tries in it; the downstream's parent is it.
+        span = self._span = tracing.ClientSpan(self._client.name, self._method, self._path)
+        self._headers = span.inject(self._headers)
+        try:
+            resp = await self._enter()
+        except BaseException as exc:
+            span.end(exc)
+            raise
+        span.status(resp.status)
+        return resp
+
+    async def _enter(self) -> aiohttp.ClientResponse:
         client = self._client
         last: Replica | None = None  # the replica of the latest try
 
@@ -264,6 +281,8 @@ class Exchange:
         tb: TracebackType | None,
     ) -> None:
         replica = self._replica
+        if self._span is not None:
+            self._span.end(exc)
         if self._response is not None:
             self._response.release()
         if replica is not None:

@@ -19,10 +19,12 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from sensor_backend.core import tracing
 from sensor_backend.core.cloudevents import CloudEvent
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.log import get_logger
 from sensor_backend.core.retry import RetryPolicy, retry_async
+from sensor_backend.events.spans import process_spans
 from sensor_backend.events.store import ConsumedRow, EventStore
 
 if TYPE_CHECKING:
@@ -179,19 +181,27 @@ class EventConsumer:
     async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
         batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
         if batches:
-            rows = [to_row(record) for records in batches.values() for record in records]
+            polled = [record for records in batches.values() for record in records]
+            rows = [to_row(record) for record in polled]
+            spans = None
+            if tracing.state.tracer is not None:
+                spans = process_spans(polled, rows, self.settings.kafka_topic)
             try:
                 self.stored_new += await self.store.record(rows)
-            except DatabaseUnavailable:
+            except DatabaseUnavailable as exc:
                 # Nothing committed: go back to the batch's first offsets and retry later.
                 for tp, records in batches.items():
                     consumer.seek(tp, records[0].offset)
+                if spans is not None:
+                    spans.end(exc)
                 raise
             # Stored, duplicates included: each of these ids is durable in PostgreSQL now.
             ids = [row.id for row in rows]
             for callback in self.on_stored:
                 callback(ids)
             await consumer.commit()
+            if spans is not None:
+                spans.end()
             self.consumed += len(rows)
             self.status = "up"
         self.partitions = sorted(tp.partition for tp in consumer.assignment())

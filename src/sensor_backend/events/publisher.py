@@ -28,10 +28,17 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka.errors import KafkaError
 
+from sensor_backend.core import tracing
 from sensor_backend.core.breaker import CircuitOpenError
 from sensor_backend.core.errors import Unavailable
 from sensor_backend.core.log import get_logger
 from sensor_backend.core.spool import SpoolFullError
+from sensor_backend.events.spans import (
+    end_produce_spans,
+    produce_spans,
+    receive_spans,
+    record_headers,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -143,12 +150,32 @@ class Publisher:
             results[event.id] = entry
             ordered.append(entry)
             fresh.append(event.stamped())
-        if fresh:
+        if fresh and tracing.state.tracer is not None:
+            await self._accept_traced(fresh, results)
+        elif fresh:
             await self._accept(fresh, results)
         for event in fresh:
             if results[event.id]["status"] in {"sent", "queued"}:
                 self._remember(event.id)
         return ordered
+
+    async def _accept_traced(
+        self, events: list[CloudEvent], results: dict[str, dict[str, Any]]
+    ) -> None:
+        """`_accept` inside a receive span per event, each continuing the event's trace.
+
+        The event is journaled and produced carrying its receive span's traceparent, so the
+        produce span (`_send_all`, now or from the journal later) continues it.
+        """
+        spans, stamped = receive_spans(events, self.topic)
+        try:
+            await self._accept(stamped, results)
+        except BaseException as exc:
+            spans.end(exc)
+            raise
+        for index, event in enumerate(stamped):
+            spans.set(index, {"event.status": results[event.id]["status"]})
+        spans.end()
 
     def _direct(self) -> bool:
         """Produce before answering: broker verified and nothing waiting ahead in the journal."""
@@ -300,18 +327,24 @@ class Publisher:
     ) -> list[Any]:
         """Send a batch pipelined (acks=all); one outcome (metadata or exception) per record."""
         numbers: list[int] = []
+        spans = produce_spans(records, self.topic) if tracing.state.tracer is not None else None
         try:
             async with asyncio.timeout(self.timeout_s):
                 futures = []
-                for value, key in records:
-                    futures.append(await producer.send(self.topic, value, key=key))
+                for index, (value, key) in enumerate(records):
+                    headers = record_headers(spans, index)
+                    futures.append(await producer.send(self.topic, value, key=key, headers=headers))
                     # Numbered once in the producer's buffer (no await in between): the
                     # order a partition assigns offsets in.
                     numbers.append(self._sends)
                     self._sends += 1
                 outcomes = list(await asyncio.gather(*futures, return_exceptions=True))
         except (KafkaError, OSError, TimeoutError) as exc:
+            if spans is not None:
+                spans.end(exc)
             return [exc] * len(records)
+        if spans is not None:
+            end_produce_spans(spans, outcomes)
         self._watch(numbers, outcomes)
         return outcomes
 

@@ -29,8 +29,14 @@ if TYPE_CHECKING:
     from sensor_backend.gateway.gateway import Gateway
 
 REPLICA_TIMEOUT_S = 1.0
+# The printable report's stylesheet (sensor/report.py ``CSS``) by its hash: the console shows
+# the report from a blob URL, and a blob document inherits this page's policy (CSP3 policy
+# containers), so without it the report would open unstyled. tests/unit/test_report.py
+# fails when the stylesheet changes and this hash does not.
+REPORT_STYLE = "'sha256-8RZtWgAQlOHUAvZMW5RAIvOPnI0lqSx9KHPD0FUd8a0='"
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    f"default-src 'self'; script-src 'self'; style-src 'self' {REPORT_STYLE}; "
+    "img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
     "form-action 'self'"
 )

@@ -102,6 +102,13 @@ RULES: tuple[ProxyRule, ...] = (
         "/test/{test_id}/readings.csv",
         "All readings as CSV",
     ),
+    ProxyRule(
+        "GET",
+        "/test/{test_id}/report",
+        "sensor",
+        "/test/{test_id}/report",
+        "A test's printable report (HTML, A4)",
+    ),
     ProxyRule("GET", "/tests", "sensor", "/tests", "List sensor tests"),
     ProxyRule("GET", "/sensor-types", "sensor", "/sensor-types", "List sensor types"),
     ProxyRule("POST", "/sensor-types", "sensor", "/sensor-types", "Define a sensor type (admin)"),

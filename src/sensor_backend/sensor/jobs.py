@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sensor_backend.core import tracing
 from sensor_backend.core.retry import RetryPolicy, backoff_s
 from sensor_backend.sensor.notifications import completed_event, enqueue_failed
 from sensor_backend.sensor.outbox import enqueue
@@ -186,7 +187,8 @@ class JobQueue:
                 reasons=outcome.reasons,
                 metrics=outcome.metrics,
                 time=finished,
-                traceparent=job.traceparent,
+                # The job's span (tracing on) is the parent of the event's next hops.
+                traceparent=tracing.current_traceparent(job.traceparent),
             )
             await enqueue(conn, test_id=job.id, event=event)
             return True
@@ -303,5 +305,5 @@ def _job_row(job: Job) -> dict[str, Any]:
         "device_id": job.device_id,
         "event_id": job.event_id,
         "attempts": job.attempts,
-        "traceparent": job.traceparent,
+        "traceparent": tracing.current_traceparent(job.traceparent),
     }

@@ -40,6 +40,7 @@ import os
 import random
 from typing import TYPE_CHECKING, Any
 
+from sensor_backend.core import tracing
 from sensor_backend.core.breaker import BreakerState, CircuitOpenError
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.event_limits import batch_body, is_permanent_refusal
@@ -94,14 +95,17 @@ class Relay:
         self.last_error: str | None = None
 
     async def start(self) -> None:
-        self._tokens = ServiceTokenProvider(
+        self._tokens = self._token_provider()
+        self._task = asyncio.create_task(self._loop(), name="sensor-outbox-relay")
+
+    def _token_provider(self) -> ServiceTokenProvider:
+        return ServiceTokenProvider(
             self.http.session,
             self.settings.auth_service_urls,
             username=self.settings.service_account_username,
             password=self.settings.service_account_password,
             timeout_s=self.settings.http_total_timeout_s,
         )
-        self._task = asyncio.create_task(self._loop(), name="sensor-outbox-relay")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -126,6 +130,16 @@ class Relay:
 
     def snapshot(self) -> dict[str, Any]:
         return {"state": self.state, **self.counts, "last_error": self.last_error}
+
+    async def run_once(self) -> float | None:
+        """One claim-and-deliver round of the loop, without the loop (tests drive this).
+
+        Returns the wait the loop would take before the next round (None: at once); the
+        outbox and ``counts`` show what happened to the rows.
+        """
+        if self._tokens is None:
+            self._tokens = self._token_provider()
+        return await self._round()
 
     # ------------------------------------------------------------------ loop
 
@@ -243,11 +257,23 @@ class Relay:
         another replica: safe, the event id dedups a resend.
         """
         headers = {"Authorization": authorization, "Content-Type": "application/json"}
+        spans = None
+        if tracing.state.tracer is not None:
+            spans, events = relay_spans(events)
         body = batch_body([encode(event) for event in events])
         call = self.events.call("POST", "/send-event", data=body, headers=headers, retryable=True)
-        async with call as resp:
-            raw = await resp.content.read(MAX_ANSWER_BYTES)
-            return resp.status, raw.decode("utf-8", "replace")
+        try:
+            async with call as resp:
+                raw = await resp.content.read(MAX_ANSWER_BYTES)
+        except BaseException as exc:
+            if spans is not None:
+                spans.end(exc)
+            raise
+        if spans is not None:
+            for index in range(len(events)):
+                spans.set(index, {"http.response.status_code": resp.status})
+            spans.end(None if resp.status in DELIVERED else f"HTTP {resp.status}")
+        return resp.status, raw.decode("utf-8", "replace")
 
     async def _retry(
         self, rows: list[OutboxRow], kind: str, reason: str, delay_s: float | None = None
@@ -268,6 +294,30 @@ class Relay:
         except DatabaseUnavailable as exc:
             self.last_error = exc.message
             log.warning("outbox update lost; rows retry after their lease", reason=exc.message)
+
+
+def relay_spans(
+    events: list[dict[str, Any]],
+) -> tuple[tracing.EventSpans, list[dict[str, Any]]]:
+    """A span per event, child of the span that wrote it; the events re-stamped with it.
+
+    The event service's receive span then continues the relay's span (README "Traces").
+    Only an event that carries a traceparent is re-stamped, so its size does not change.
+    """
+    spans = tracing.EventSpans(
+        "outbox relay",
+        "producer",
+        [event.get("traceparent") for event in events],
+        [
+            {"cloudevents.event_id": str(e.get("id")), "cloudevents.event_type": str(e.get("type"))}
+            for e in events
+        ],
+    )
+    stamped = [
+        event if parent is None else {**event, "traceparent": parent}
+        for event, parent in zip(events, spans.traceparents, strict=True)
+    ]
+    return spans, stamped
 
 
 def encode(event: dict[str, Any]) -> bytes:

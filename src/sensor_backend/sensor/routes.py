@@ -13,12 +13,14 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse
 
 from sensor_backend.core.api_types import INT64_MAX, Rfc3339
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.errors import NotFound
 from sensor_backend.core.openapi import error_responses
 from sensor_backend.core.security import AdminToken, TestsRead, TestsWrite
+from sensor_backend.sensor import report
 from sensor_backend.sensor.catalog import describe, parse_new_type
 from sensor_backend.sensor.models import (
     IDEMPOTENCY_KEY,
@@ -167,6 +169,39 @@ async def get_test_readings(
     if series is None:
         raise NotFound(f"test {test_id} has no stored readings")
     return series
+
+
+@router.get(
+    "/test/{test_id}/report",
+    tags=["tests"],
+    summary="A completed test's printable report (self-contained HTML, prints to A4)",
+    response_class=HTMLResponse,
+    responses={
+        200: {
+            "description": "the report: inline CSS and SVG, no script; print it for a PDF",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+            "headers": {
+                "Content-Disposition": {
+                    "description": "inline; filename=report-<report id>.html",
+                    "schema": {"type": "string"},
+                },
+                "Content-Security-Policy": {"schema": {"type": "string"}},
+            },
+        },
+        **error_responses(401, 403, 404, 409, 503),
+    },
+)
+async def get_test_report(request: Request, test_id: uuid.UUID, _: TestsRead) -> HTMLResponse:
+    """The report of a completed test; 409 while it is queued or running, or when it failed."""
+    rid, page = await report.build(service(request), test_id)
+    return HTMLResponse(
+        page,
+        headers={
+            "Content-Security-Policy": report.CSP,
+            "Content-Disposition": f'inline; filename="report-{rid}.html"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 @router.get("/tests", tags=["tests"], responses=error_responses(401, 403, 503))

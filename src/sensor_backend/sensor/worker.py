@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sensor_backend.core import tracing
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.log import get_logger
 from sensor_backend.sensor.runner import InvalidJob, run_job
@@ -116,7 +117,13 @@ class WorkerPool:
                         await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
                     self._wake.clear()
                     continue
-                await self._process(job)
+                with tracing.span(
+                    "sensor test job",
+                    traceparent=job.traceparent,
+                    kind="consumer",
+                    attributes=_span_attributes(job),
+                ):
+                    await self._process(job)
             except Exception as exc:
                 log.exception("worker iteration failed")
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -207,6 +214,8 @@ class WorkerPool:
         self._count(job, outcome, status)
 
     def _count(self, job: Job, outcome: Outcome | None, status: str | None) -> None:
+        verdict = None if outcome is None else outcome.verdict
+        tracing.annotate({"job.status": status or "lease_lost", "sensor.verdict": verdict})
         if status is None:
             self.counts["lease_lost"] += 1
             self.metrics.lease_lost.inc()
@@ -271,3 +280,14 @@ class WorkerPool:
             purged = await self._guard(self.outbox.purge_sent(self.settings.outbox_retention_s))
             if purged is not None:
                 self._last_purge = time.monotonic()
+
+
+def _span_attributes(job: Job) -> tracing.Attributes:
+    """The job span's attributes (README "Traces")."""
+    return {
+        "test.id": str(job.id),
+        "sensor.type": job.sensor_type,
+        "sensor.device_id": job.device_id,
+        "job.attempt": job.attempts,
+        "job.max_attempts": job.max_attempts,
+    }

@@ -415,6 +415,7 @@ function renderDetail(doc, series) {
     ["faults", ((doc.params && doc.params.simulate && doc.params.simulate.faults) || []).map((f) => f.kind || f).join(", ") || "none"]]));
   if (doc.error || doc.last_error) parts.push(h("p", { class: "msg error" }, doc.error || doc.last_error));
   if (!res) { $("detail").replaceChildren(...parts); return; }
+  parts.push(reportLink(doc.test_id));
   parts.push(h("h3", {}, "Reasons"), h("ul", { class: "reasons" }, ...((res.reasons || []).length ? res.reasons : ["none"]).map((x) => h("li", {}, x))));
   if ((res.notes || []).length) parts.push(h("ul", { class: "note" }, ...res.notes.map((x) => h("li", {}, x))));
   parts.push(h("h3", {}, "Decision rule"), decisionBlock(res, unit));
@@ -468,6 +469,51 @@ function renderDetail(doc, series) {
   }
   response.draw();
   allan.draw();
+}
+
+// The printable report (GET /test/{id}/report) needs the bearer token, which a plain link
+// does not carry (and the token never goes into a URL): fetch it with the token, then show
+// it from a blob URL in a tab opened at the click (so no popup blocker stops it).
+function reportLink(id) {
+  const msg = h("span", { class: "msg", "data-report-msg": "" });
+  const link = h("a", { href: "#", class: "report-link", "data-report-link": id }, "Printable report");
+  link.addEventListener("click", (event) => { event.preventDefault(); openReport(id, msg); });
+  return h("p", { class: "links" }, link, " (HTML for A4: print it, or Print to PDF, for a PDF) ", msg);
+}
+
+async function openReport(id, msg) {
+  const tab = window.open("", "_blank");
+  msg.className = "msg";
+  msg.textContent = "";
+  const fail = (text) => {
+    if (tab) tab.close();
+    msg.className = "msg error";
+    msg.textContent = `Report unavailable: ${text}`;
+  };
+  const ctrl = new AbortController();
+  const timer = setTimeout(() => ctrl.abort(), 4 * FETCH_TIMEOUT_MS);
+  try {
+    const resp = await fetch(`/test/${encodeURIComponent(id)}/report`, {
+      headers: { Accept: "text/html", Authorization: `Bearer ${session.token}` }, signal: ctrl.signal,
+    });
+    if (!resp.ok) {
+      let data = null;
+      try { data = await resp.json(); } catch (_) { data = null; }
+      fail(errorText(resp.status, data));
+      return;
+    }
+    const url = URL.createObjectURL(new Blob([await resp.arrayBuffer()], { type: "text/html;charset=utf-8" }));
+    if (tab) {
+      tab.location.href = url;
+    } else {  // popups blocked: a link to it, never navigating this page (the token lives here)
+      msg.replaceChildren(h("a", { href: url, target: "_blank", download: `report-${id}.html` }, "open the report"));
+    }
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (err) {
+    fail(err && err.name === "AbortError" ? "timed out" : "gateway unreachable");
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function metrics(res) {
