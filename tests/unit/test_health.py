@@ -17,7 +17,7 @@ from sensor_backend.core.health import (
     HealthMonitor,
     Status,
 )
-from sensor_backend.core.upstreams import replica_label
+from sensor_backend.core.service_probes import replica_label
 from sensor_backend.gateway.health import GatewayHealth
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from sensor_backend.core.app import ServiceContext
     from sensor_backend.core.breaker import CircuitBreaker
-    from sensor_backend.core.upstreams import SessionHolder
+    from sensor_backend.core.http_client import SessionHolder
 
 AUTH_MODE_HEADER = "X-Auth-Mode"
 # Documentation only (auto_error off): it puts the bearer scheme into the OpenAPI document,

@@ -1,11 +1,9 @@
-"""Helpers every service's composition root uses: the database and upstream probes."""
+"""The database of a service's composition root: `attach_database`."""
 
 from __future__ import annotations
 
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
-
-import aiohttp
 
 from sensor_backend.core.breaker import BreakerState
 from sensor_backend.core.db import Database, server_answers
@@ -57,12 +55,3 @@ def attach_database(
         "database", probe, essential=essential, capability=f"the {schema} schema (PostgreSQL)"
     )
     return db
-
-
-async def probe_service(session: aiohttp.ClientSession, base_url: str) -> dict[str, Any]:
-    """GET ``{base_url}/health``; up when it answers 200 with a JSON document."""
-    async with session.get(f"{base_url}/health", timeout=aiohttp.ClientTimeout(total=1.5)) as resp:
-        if resp.status != 200:  # noqa: PLR2004 - HTTP OK
-            raise ConnectionError(f"{base_url}/health answered {resp.status}")
-        doc: dict[str, Any] = await resp.json()
-    return {"url": base_url, "remote_status": doc.get("status", "unknown")}

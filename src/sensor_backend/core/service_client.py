@@ -129,7 +129,7 @@ class ServiceClient:
         )
 
     def probed(self, url: str, ready: bool) -> None:  # noqa: FBT001 - the probe callback's shape
-        """An active health check's result (``core.upstreams.add_service_probes``).
+        """An active health check's result (``core.service_probes.add_service_probes``).
 
         Ready readmits the replica and ends the breaker's open wait, whatever it has grown
         to over a long outage history (docs/resilience.md); not ready withholds traffic.

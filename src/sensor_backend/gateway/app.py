@@ -7,15 +7,16 @@ from typing import TYPE_CHECKING, Any
 from sensor_backend.core.app import ServiceContext, create_app
 from sensor_backend.core.dead_letter import DeadLetterCollector, DeadLetterStore
 from sensor_backend.core.drainer import Drainer
+from sensor_backend.core.http_client import SessionHolder
 from sensor_backend.core.metrics import SpoolCollector, templated
 from sensor_backend.core.openapi import install_openapi
 from sensor_backend.core.replicas import UpstreamPool
 from sensor_backend.core.retry import RetryBudget
 from sensor_backend.core.security import AuthGuard
 from sensor_backend.core.service_client import ServiceClient
+from sensor_backend.core.service_probes import add_service_probes
 from sensor_backend.core.service_token import ServiceTokenProvider
 from sensor_backend.core.spool import Spool
-from sensor_backend.core.upstreams import SessionHolder, add_service_probes
 from sensor_backend.gateway.breakers import gateway_breakers
 from sensor_backend.gateway.console_routes import console_router
 from sensor_backend.gateway.dead_letter_routes import dead_letter_router

@@ -22,10 +22,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
 from sensor_backend.core.errors import NotFound
+from sensor_backend.core.service_probes import fetch_health
 from sensor_backend.gateway.settings import public_name
 
 if TYPE_CHECKING:
-    from sensor_backend.core.upstreams import SessionHolder
+    from sensor_backend.core.http_client import SessionHolder
     from sensor_backend.gateway.gateway import Gateway
 
 REPLICA_TIMEOUT_S = 1.0
@@ -75,15 +76,13 @@ async def console_asset(name: str) -> Response:
 
 
 async def _replica_health(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    timeout = aiohttp.ClientTimeout(total=REPLICA_TIMEOUT_S)
     try:
-        async with session.get(f"{url}/health", timeout=timeout) as resp:
-            doc = await resp.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        status, doc = await fetch_health(session, url, REPLICA_TIMEOUT_S)
+    except (aiohttp.ClientError, TimeoutError) as exc:
         return {"url": url, "reachable": False, "error": str(exc) or type(exc).__name__}
     if not isinstance(doc, dict):
         return {"url": url, "reachable": False, "error": "health answer is not a JSON object"}
-    return {"url": url, "reachable": True, "http_status": resp.status, "health": doc}
+    return {"url": url, "reachable": True, "http_status": status, "health": doc}
 
 
 @console_router.get("/console/api/system", summary="Gateway and per-replica health documents")

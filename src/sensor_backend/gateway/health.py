@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sensor_backend import __version__
 from sensor_backend.core.health import CheckStatus, HealthMonitor
-from sensor_backend.core.upstreams import replica_label
+from sensor_backend.core.service_probes import replica_label
 from sensor_backend.gateway.settings import public_name
 
 if TYPE_CHECKING:

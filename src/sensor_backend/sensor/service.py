@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sensor_backend.core.app import ServiceContext
     from sensor_backend.core.breaker import CircuitBreaker
     from sensor_backend.core.db import Database
-    from sensor_backend.core.upstreams import SessionHolder
+    from sensor_backend.core.http_client import SessionHolder
     from sensor_backend.sensor.models import ParsedTest
     from sensor_backend.sensor.settings import SensorSettings
 
