@@ -202,7 +202,7 @@ def test_gateway_upstreams_use_one_name_per_service() -> None:
         sensor_service_urls=["http://s1", "http://s2"],
         events_service_urls=["http://e"],
     )
-    assert settings.upstreams() == {
+    assert settings.service_urls() == {
         "auth": ["http://a"],
         "sensor": ["http://s1", "http://s2"],
         "events": ["http://e"],

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from sensor_backend.core.breaker import CircuitBreaker
-    from sensor_backend.core.replicas import Replica, UpstreamPool
+    from sensor_backend.core.replicas import Replica, ReplicaPool
     from sensor_backend.core.retry import RetryBudget
 
 # What a replica answers when it cannot serve anyone right now: counted against the service's
@@ -68,7 +68,7 @@ class ServiceClient:
     def __init__(
         self,
         name: str,
-        pool: UpstreamPool,
+        pool: ReplicaPool,
         breaker: CircuitBreaker,
         budget: RetryBudget,
         session: Callable[[], aiohttp.ClientSession],

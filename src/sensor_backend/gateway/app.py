@@ -10,7 +10,7 @@ from sensor_backend.core.drainer import Drainer
 from sensor_backend.core.http_client import SessionHolder
 from sensor_backend.core.metrics import SpoolCollector, templated
 from sensor_backend.core.openapi import install_openapi
-from sensor_backend.core.replicas import UpstreamPool
+from sensor_backend.core.replicas import ReplicaPool
 from sensor_backend.core.retry import RetryBudget
 from sensor_backend.core.security import AuthGuard
 from sensor_backend.core.service_client import ServiceClient
@@ -43,7 +43,7 @@ def _service_client(
 ) -> ServiceClient:
     return ServiceClient(
         name,
-        UpstreamPool(name, urls, eject_after=settings.eject_after),
+        ReplicaPool(name, urls, eject_after=settings.eject_after),
         breaker,
         RetryBudget(),
         lambda: http.session,
@@ -59,12 +59,12 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     http = SessionHolder(ctx)
     breakers = gateway_breakers(settings, ctx.breakers)
-    upstreams = {
+    clients = {
         name: _service_client(http, settings, name, urls, breakers[name])
-        for name, urls in settings.upstreams().items()
+        for name, urls in settings.service_urls().items()
     }
-    for upstream in upstreams.values():
-        add_service_probes(ctx, http, upstream.name, upstream.pool.urls, upstream.probed)
+    for client in clients.values():
+        add_service_probes(ctx, http, client.name, client.pool.urls, client.probed)
     # Token checks share the auth service's breaker: "is auth down?" is one question.
     guard = AuthGuard(
         ctx,
@@ -84,7 +84,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     limits = settings.event_limits()
     events = EventQueue(
         spool,
-        upstreams["events"],
+        clients["events"],
         ServiceTokenProvider(
             lambda: http.session,
             settings.auth_service_urls,
@@ -104,7 +104,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         name="gateway-events",
     )
     events.wake = drainer.wake
-    upstreams["events"].on_ready.append(drainer.retry_now)
+    clients["events"].on_ready.append(drainer.retry_now)
 
     async def start_queue() -> None:
         await spool.open()
@@ -118,8 +118,8 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     ctx.on_startup.append(start_queue)
     ctx.on_shutdown.append(stop_queue)
-    gateway = Gateway(settings=settings, ctx=ctx, upstreams=upstreams, guard=guard, events=events)
-    aggregated = GatewayHealth(ctx.health, ctx.breakers, settings.upstreams())
+    gateway = Gateway(settings=settings, ctx=ctx, clients=clients, guard=guard, events=events)
+    aggregated = GatewayHealth(ctx.health, ctx.breakers, settings.service_urls())
     aggregated.extras.append(
         lambda: {
             "event_spool": events.snapshot(),
@@ -130,7 +130,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     ctx.metrics.registry.register(DeadLetterCollector("gateway", dead_letters.snapshot))
     ctx.metrics.registry.register(SpoolCollector("gateway", events.snapshot))
     aggregated.extras.append(
-        lambda: {"upstreams": {public_name(n): u.pool.snapshot() for n, u in upstreams.items()}}
+        lambda: {"upstreams": {public_name(n): c.pool.snapshot() for n, c in clients.items()}}
     )
     aggregated.extras.append(gateway.snapshot)
     app = create_app(ctx, title="sensor-backend API gateway", health_report=aggregated.report)

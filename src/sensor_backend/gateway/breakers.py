@@ -21,6 +21,6 @@ __all__ = ["gateway_breakers"]
 def gateway_breakers(
     settings: GatewaySettings, registry: BreakerRegistry
 ) -> dict[str, CircuitBreaker]:
-    """``{service: breaker}`` for every service in ``settings.upstreams()``, registered."""
+    """``{service: breaker}`` for every service in ``settings.service_urls()``, registered."""
     config = settings.service_breaker_config()
-    return {name: registry.add(CircuitBreaker(name, config)) for name in settings.upstreams()}
+    return {name: registry.add(CircuitBreaker(name, config)) for name in settings.service_urls()}

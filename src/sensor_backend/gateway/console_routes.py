@@ -90,8 +90,8 @@ async def console_system(request: Request) -> dict[str, Any]:
     """The gateway's aggregated /health and every replica's own /health, fetched now."""
     gateway: Gateway = request.app.state.gateway
     http: SessionHolder = request.app.state.http
-    names = list(gateway.upstreams)
-    urls = [[r.url for r in gateway.upstreams[n].pool.replicas] for n in names]
+    names = list(gateway.clients)
+    urls = [[r.url for r in gateway.clients[n].pool.replicas] for n in names]
     flat = [u for group in urls for u in group]
     docs = await asyncio.gather(*(_replica_health(http.session, u) for u in flat))
     found = iter(docs)

@@ -70,14 +70,14 @@ class EventQueue:
     def __init__(
         self,
         spool: Spool,
-        upstream: ServiceClient,
+        client: ServiceClient,
         token: ServiceTokenProvider,
         *,
         limits: EventLimits,
         dead_letters: DeadLetterStore,
     ) -> None:
         self.spool = spool
-        self.upstream = upstream
+        self.client = client
         self.token = token
         self.limits = limits
         self.dead_letters = dead_letters
@@ -207,7 +207,7 @@ class EventQueue:
         authorization = await self.token.authorization()
         body = batch_body([item.payload for item in items])
         headers = {"Authorization": authorization, "Content-Type": "application/json"}
-        call = self.upstream.call("POST", "/send-event", data=body, headers=headers, retryable=True)
+        call = self.client.call("POST", "/send-event", data=body, headers=headers, retryable=True)
         try:
             async with call as resp:
                 status = resp.status

@@ -28,18 +28,18 @@ class GatewayHealth:
         self,
         monitor: HealthMonitor,
         breakers: BreakerRegistry,
-        upstreams: dict[str, list[str]],
+        service_urls: dict[str, list[str]],
     ) -> None:
         self.monitor = monitor
         self.breakers = breakers
-        self.upstreams = upstreams
+        self.service_urls = service_urls
         self.extras: list[Callable[[], dict[str, Any]]] = []
 
     def service_status(self, service: str) -> dict[str, Any]:
         replicas = []
         up = 0
         remote_healthy = 0
-        for index, url in enumerate(self.upstreams[service]):
+        for index, url in enumerate(self.service_urls[service]):
             result = self.monitor.check(replica_label(service, index))
             remote = result.details.get("remote_status")
             replicas.append(
@@ -65,7 +65,7 @@ class GatewayHealth:
         return {"status": status, "replicas_up": up, "replicas": replicas}
 
     def report(self) -> dict[str, Any]:
-        services = {public_name(name): self.service_status(name) for name in self.upstreams}
+        services = {public_name(name): self.service_status(name) for name in self.service_urls}
         statuses = [s["status"] for s in services.values()]
         if all(s == HEALTHY for s in statuses):
             overall = HEALTHY

@@ -175,7 +175,7 @@ async def forward(
     scope: Scope,
     receive: Receive,
     send: Send,
-    upstream: ServiceClient,
+    client: ServiceClient,
     path: str,
     *,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
@@ -214,7 +214,7 @@ async def forward(
             retryable = False
         else:
             payload = None
-    call = upstream.call(
+    call = client.call(
         method,
         target,
         headers=_forward_headers(scope),
@@ -226,12 +226,12 @@ async def forward(
         async with call as resp:
             if not relay_unavailable and resp.status in CANNOT_SERVE:
                 reason = f"answered {resp.status}"
-                raise unavailable(upstream.name, upstream.breaker.retry_after_s or 1, reason)
+                raise unavailable(client.name, client.breaker.retry_after_s or 1, reason)
             await _relay(resp, send, extra_headers)
     except CircuitOpenError as exc:
-        raise unavailable(upstream.name, exc.retry_after_s, "circuit open") from exc
+        raise unavailable(client.name, exc.retry_after_s, "circuit open") from exc
     except UpstreamUnreachableError as exc:
-        raise unavailable(upstream.name, upstream.breaker.retry_after_s or 1, str(exc)) from exc
+        raise unavailable(client.name, client.breaker.retry_after_s or 1, str(exc)) from exc
 
 
 async def _relay(

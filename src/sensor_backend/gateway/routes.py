@@ -135,7 +135,7 @@ class ProxyHandler:
             scope,
             receive,
             send,
-            gateway.upstreams[rule.service],
+            gateway.clients[rule.service],
             rule.target.format(**params),
             extra_headers=extra,
             max_body_bytes=gateway.body_limits.get(rule.group),
@@ -167,7 +167,7 @@ class EventHandler:
                     scope,
                     receive,
                     send,
-                    gateway.upstreams["events"],
+                    gateway.clients["events"],
                     "/send-event",
                     extra_headers=extra,
                     body=raw,
@@ -243,8 +243,8 @@ async def reset_breaker(service: str, request: Request, _: AdminToken) -> dict[s
         known = sorted(public_name(n) for n in gateway.ctx.breakers.names())
         raise NotFound(f"no circuit breaker named {service!r}", known=known)
     breaker.reset()
-    upstream = gateway.upstreams.get(name)
-    if upstream is not None:
-        upstream.pool.readmit_all()
+    client = gateway.clients.get(name)
+    if client is not None:
+        client.pool.readmit_all()
     gateway.ctx.health.poke()
     return {"reset": service, "breaker": breaker.snapshot()}

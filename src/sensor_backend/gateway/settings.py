@@ -131,7 +131,7 @@ class GatewaySettings(ServiceSettings):
             max_batch_bytes=self.events_max_batch_bytes,
         )
 
-    def upstreams(self) -> dict[str, list[str]]:
+    def service_urls(self) -> dict[str, list[str]]:
         """Replica lists of the services the gateway calls, by their one name."""
         return {
             "auth": self.auth_service_urls,

@@ -19,7 +19,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from sensor_backend.core.dead_letter import DeadLetterCollector
-from sensor_backend.core.replicas import UpstreamPool
+from sensor_backend.core.replicas import ReplicaPool
 from sensor_backend.core.request_context import trace_var
 from sensor_backend.core.retry import RetryBudget
 from sensor_backend.core.service_client import ServiceClient
@@ -62,7 +62,7 @@ class SensorService:
         self.metrics = SensorMetrics(ctx.metrics.registry, lambda: self.workers.depths)
         self.events = ServiceClient(
             "events",
-            UpstreamPool("events", settings.events_service_urls),
+            ReplicaPool("events", settings.events_service_urls),
             events_breaker,
             RetryBudget(),
             lambda: http.session,
