@@ -34,7 +34,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sensor_backend.core.clock import Clock, SystemClock
-from sensor_backend.core.spool import SpoolInUseError, _fsync_dir, _rollback
+from sensor_backend.core.spool import SpoolInUseError
+from sensor_backend.core.sqlite_files import fsync_dir, rollback
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -251,17 +252,17 @@ class DeadLetterStore:
         try:
             self._init_sync(conn)
         except sqlite3.OperationalError as exc:
-            _rollback(conn)
+            rollback(conn)
             conn.close()
             if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
                 raise SpoolInUseError(f"{self.file} is in use by another process") from exc
             raise
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             conn.close()
             raise
         if created:
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         self._conn = conn
 
     def _init_sync(self, conn: sqlite3.Connection) -> None:
@@ -324,7 +325,7 @@ class DeadLetterStore:
             )
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         self._refresh(conn)
 
@@ -375,7 +376,7 @@ class DeadLetterStore:
             ).rowcount
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         self._refresh(conn)
         return bool(removed)

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from sensor_backend.core.retry import RetryPolicy
-from sensor_backend.core.spool import Spool, SpooledItem, _chunks, _placeholders, _rollback
+from sensor_backend.core.spool import Spool, SpooledItem
+from sensor_backend.core.sqlite_files import chunks, placeholders, rollback
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -453,10 +454,10 @@ class Journal(Spool):
     def _fetch_sync(self, seqs: list[int]) -> list[SpooledItem]:
         conn = self._require_conn()
         items: list[SpooledItem] = []
-        for chunk in _chunks(seqs):
+        for chunk in chunks(seqs):
             rows = conn.execute(  # only "?" placeholders are formatted in
                 "SELECT seq, key, payload, created_at, attempts FROM spool"  # noqa: S608
-                f" WHERE seq IN ({_placeholders(len(chunk))}) ORDER BY seq",
+                f" WHERE seq IN ({placeholders(len(chunk))}) ORDER BY seq",
                 chunk,
             )
             items.extend(
@@ -476,7 +477,7 @@ class Journal(Spool):
             oldest = conn.execute("SELECT created_at FROM spool ORDER BY seq LIMIT 1").fetchone()
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         finally:
             conn.execute("PRAGMA synchronous=FULL")

@@ -50,11 +50,8 @@ overhead); the file itself is somewhat larger.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import os
-import random
 import re
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -64,9 +61,10 @@ from typing import TYPE_CHECKING, Final, Self, TypeVar
 
 from sensor_backend.core.checks import check_int, check_seconds
 from sensor_backend.core.clock import Clock, SystemClock
+from sensor_backend.core.sqlite_files import CHUNK, chunks, fsync_dir, placeholders, rollback
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = ["Spool", "SpoolFullError", "SpoolInUseError", "SpooledItem"]
 
@@ -75,10 +73,6 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _SYSTEM_CLOCK = SystemClock()
-# Jitter only spreads retries out; it is not security-sensitive.
-_RNG = random.Random()  # noqa: S311
-# Host parameters per statement, far below SQLITE_MAX_VARIABLE_NUMBER on any build.
-_CHUNK: Final = 500
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SCHEMA_VERSION: Final = 1
 _SCHEMA: Final = """
@@ -91,8 +85,6 @@ CREATE TABLE IF NOT EXISTS spool (
     attempts   INTEGER NOT NULL DEFAULT 0
 )
 """
-# 2.0 ** 60 * any sane base is far above any cap; keeps the power finite.
-_MAX_EXPONENT: Final = 60
 
 
 class SpoolFullError(Exception):
@@ -139,30 +131,6 @@ class _PendingAppend:
     seqs: list[int] = field(default_factory=list)
     created_at: float = 0.0
     error: BaseException | None = None
-
-
-def _chunks(values: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a newly created directory entry durable (the database file's name)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
 
 
 class Spool:
@@ -468,17 +436,17 @@ class Spool:
         try:
             count, total, oldest = self._init_sync(conn)
         except sqlite3.OperationalError as exc:
-            _rollback(conn)
+            rollback(conn)
             conn.close()
             if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
                 raise SpoolInUseError(f"spool {self.file} is in use by another process") from exc
             raise
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             conn.close()
             raise
         if created:
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         self._conn = conn
         self._count = count
         self._bytes = total
@@ -527,9 +495,9 @@ class Spool:
 
     def _present_keys(self, conn: sqlite3.Connection, keys: list[str]) -> set[str]:
         present: set[str] = set()
-        for chunk in _chunks(keys):
+        for chunk in chunks(keys):
             rows = conn.execute(
-                f"SELECT key FROM spool WHERE key IN ({_placeholders(len(chunk))})",  # noqa: S608 (only "?" placeholders are formatted in)
+                f"SELECT key FROM spool WHERE key IN ({placeholders(len(chunk))})",  # noqa: S608 (only "?" placeholders are formatted in)
                 chunk,
             )
             present.update(row[0] for row in rows)
@@ -639,7 +607,7 @@ class Spool:
         )
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for chunk in _chunks(values, _CHUNK // 5):
+            for chunk in chunks(values, CHUNK // 5):
                 conn.execute(
                     "INSERT INTO spool (seq, key, payload, size, created_at) VALUES "  # noqa: S608 (only "?" placeholders are formatted in)
                     + ",".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
@@ -651,7 +619,7 @@ class Spool:
                 oldest = None if row is None else float(row[0])
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         self._last_seq = first + len(rows) - 1
         return list(range(first, first + len(rows))), removed, freed, oldest
@@ -664,8 +632,8 @@ class Spool:
         and take the GIL back, once per row).
         """
         removed = freed = 0
-        for chunk in _chunks(seqs):
-            where = f"WHERE seq IN ({_placeholders(len(chunk))})"
+        for chunk in chunks(seqs):
+            where = f"WHERE seq IN ({placeholders(len(chunk))})"
             count, size = conn.execute(
                 f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool {where}",  # noqa: S608 (only "?" placeholders are formatted in)
                 chunk,
@@ -706,9 +674,9 @@ class Spool:
         freed = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for chunk in _chunks(seqs):
+            for chunk in chunks(seqs):
                 sizes = conn.execute(
-                    f"DELETE FROM spool WHERE seq IN ({_placeholders(len(chunk))}) RETURNING size",  # noqa: S608 (only "?" placeholders are formatted in)
+                    f"DELETE FROM spool WHERE seq IN ({placeholders(len(chunk))}) RETURNING size",  # noqa: S608 (only "?" placeholders are formatted in)
                     chunk,
                 ).fetchall()
                 removed += len(sizes)
@@ -716,7 +684,7 @@ class Spool:
             oldest = conn.execute("SELECT created_at FROM spool ORDER BY seq LIMIT 1").fetchone()
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         self._count -= removed
         self._bytes -= freed
@@ -726,14 +694,14 @@ class Spool:
         conn = self._require_conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for chunk in _chunks(seqs):
+            for chunk in chunks(seqs):
                 conn.execute(
-                    f"UPDATE spool SET attempts = attempts + 1 WHERE seq IN ({_placeholders(len(chunk))})",  # noqa: E501, S608 (only "?" placeholders are formatted in)
+                    f"UPDATE spool SET attempts = attempts + 1 WHERE seq IN ({placeholders(len(chunk))})",  # noqa: E501, S608 (only "?" placeholders are formatted in)
                     chunk,
                 )
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
 
     def _contains_sync(self, key: str) -> bool:

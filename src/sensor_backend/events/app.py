@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from sensor_backend.core.app import ServiceContext, create_app
@@ -10,6 +11,7 @@ from sensor_backend.core.journal import Journal
 from sensor_backend.core.metrics import SpoolCollector
 from sensor_backend.core.security import AuthGuard
 from sensor_backend.core.service import attach_database
+from sensor_backend.core.sqlite_files import adopt_legacy_file
 from sensor_backend.events.breakers import events_breakers
 from sensor_backend.events.broker import BrokerConnection
 from sensor_backend.events.consumer import EventConsumer
@@ -48,9 +50,10 @@ def build_app(settings: EventsSettings | None = None) -> FastAPI:
     )
     broker = BrokerConnection(settings)
     breaker = breakers.broker
-    # The file the spool used before it became the journal: rows left there are resent.
+    # <spool_dir>/journal/events.sqlite3; before, <spool_dir>/events.sqlite3/events.sqlite3,
+    # which is moved at startup so that rows left there are resent.
     journal = Journal(
-        settings.spool_dir / "events.sqlite3",
+        settings.spool_dir / "journal",
         max_items=settings.spool_max_items,
         max_bytes=settings.spool_max_bytes,
         name="events",
@@ -74,6 +77,12 @@ def build_app(settings: EventsSettings | None = None) -> FastAPI:
     )
     ctx.metrics.registry.register(JournalCollector(events))
     ctx.metrics.registry.register(SpoolCollector("events_journal", journal.snapshot))
+
+    async def adopt_legacy_journal() -> None:
+        legacy = settings.spool_dir / "events.sqlite3" / "events.sqlite3"
+        await asyncio.to_thread(adopt_legacy_file, legacy, journal.file)
+
+    ctx.on_startup.append(adopt_legacy_journal)
     ctx.on_startup.append(broker.start)
     ctx.on_startup.append(events.start)
     ctx.on_shutdown.append(broker.stop)
