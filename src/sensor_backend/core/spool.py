@@ -61,7 +61,14 @@ from typing import TYPE_CHECKING, Final, Self, TypeVar
 
 from sensor_backend.core.checks import check_int, check_seconds
 from sensor_backend.core.clock import Clock, SystemClock
-from sensor_backend.core.sqlite_files import CHUNK, chunks, fsync_dir, placeholders, rollback
+from sensor_backend.core.sqlite_files import (
+    CHUNK,
+    FileInUseError,
+    chunks,
+    open_durable,
+    placeholders,
+    rollback,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -100,8 +107,8 @@ class SpoolFullError(Exception):
         self.retry_after_s = retry_after_s
 
 
-class SpoolInUseError(RuntimeError):
-    """Another connection (process) holds the spool file's lock."""
+# Another connection (process) holds the spool file's lock (the name callers know).
+SpoolInUseError = FileInUseError
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,47 +435,25 @@ class Spool:
         return self._conn
 
     def _open_sync(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        created = not self.file.exists()
-        # isolation_level=None: no implicit transactions, every BEGIN/COMMIT is explicit.
-        # check_same_thread stays on: the connection never leaves the worker thread.
-        conn = sqlite3.connect(self.file, timeout=self._lock_timeout_s, isolation_level=None)
+        conn = open_durable(
+            self.file,
+            schema=_SCHEMA,
+            schema_version=_SCHEMA_VERSION,
+            lock_timeout_s=self._lock_timeout_s,
+            what="spool",
+        )
         try:
-            count, total, oldest = self._init_sync(conn)
-        except sqlite3.OperationalError as exc:
-            rollback(conn)
-            conn.close()
-            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                raise SpoolInUseError(f"spool {self.file} is in use by another process") from exc
-            raise
+            count, total, oldest = self._totals_sync(conn)
         except BaseException:
-            rollback(conn)
             conn.close()
             raise
-        if created:
-            fsync_dir(self.path)
         self._conn = conn
         self._count = count
         self._bytes = total
         self._oldest_created_at = oldest
 
-    def _init_sync(self, conn: sqlite3.Connection) -> tuple[int, int, float | None]:
-        """Set the pragmas, create or check the schema; return (count, bytes, oldest)."""
-        # EXCLUSIVE before WAL: the WAL index then lives in heap memory (no -shm file)
-        # and the first write below takes a lock held until close.
-        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
-        if str(mode).lower() != "wal":
-            raise RuntimeError(f"spool {self.file}: could not enable WAL (got {mode!r})")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_SCHEMA)
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version == 0:
-            conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-        elif version != _SCHEMA_VERSION:
-            raise RuntimeError(f"spool {self.file}: unknown schema version {version}")
-        conn.execute("COMMIT")
+    def _totals_sync(self, conn: sqlite3.Connection) -> tuple[int, int, float | None]:
+        """(count, bytes, oldest created_at) of the stored items; the last seq used."""
         count, total = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool").fetchone()
         oldest = conn.execute("SELECT created_at FROM spool ORDER BY seq LIMIT 1").fetchone()
         # The highest seq ever used (AUTOINCREMENT remembers it after deletions): appends
