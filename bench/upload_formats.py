@@ -13,9 +13,12 @@ that time went, from the service's own timestamps (same clock, loopback):
   the body through the gateway, the input guard, parsing and validation;
 * insert: from there to the 202 (the readings' INSERT and COMMIT);
 * queue: the 202 until a worker claimed the test (``started_at``);
-* run: claimed until finished (``finished_at``): reading the readings back, the analysis
-  and writing the result and flags; ``analysis`` is the part the service timed as such
-  (``processing_ms``).
+* run: claimed until finished (``finished_at``, when the result's transaction began):
+  the readings (handed over in-process when the accepting replica claims the test, else
+  read back), the analysis, shaping the result; ``analysis`` is the part the service
+  timed as such (``processing_ms``: the analysis and the result document);
+* record+poll: from there until this client saw the verdict: writing the result, the
+  flags and the event (one COMMIT), and the polling (every 10 ms, a GET each).
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def bodies(n: int) -> dict[str, tuple[bytes, str, dict[str, str]]]:
     }
 
 
-STAGES = ("receive+parse", "insert", "queue", "run", "analysis", "judged")
+STAGES = ("receive+parse", "insert", "queue", "run", "analysis", "record+poll", "judged")
 
 
 def _at(stamp: str) -> float:
@@ -117,6 +120,7 @@ def one_run(
         begun - accepted,
         done - begun,
         (doc["processing_ms"] or 0) / 1000,
+        wall + judged - done,
         judged,
     )
 

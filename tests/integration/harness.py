@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import os
 import shutil
 import signal
@@ -61,12 +62,29 @@ def free_offset(start: int) -> int:
 
 
 def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.2) -> Any:
+    """Poll ``predicate`` until it is truthy or ``timeout`` s pass; its last value.
+
+    The tests' one way to wait for a condition (never a bare sleep): callers assert on the
+    value, so a timeout fails there, naming the condition that was not met.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+async def eventually(predicate: Any, within_s: float = 10.0, interval: float = 0.02) -> Any:
+    """:func:`wait_for` for async tests (``predicate`` may be async), not blocking the loop."""
+    deadline = time.monotonic() + within_s
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(interval)
 
 
 def logged_event_ids(gateway: str, headers: dict[str, str], event_type: str) -> list[str]:
@@ -171,6 +189,36 @@ class Harness:
 
     def restart(self, name: str) -> None:
         self.loop.run_until_complete(self.supervisor.start(name, timeout_s=60))
+
+    def revive(self, name: str, timeout_s: float = 60.0) -> None:
+        """:meth:`restart` for a caller inside another running event loop.
+
+        Playwright's sync API keeps its own loop running on this thread, so the harness's
+        loop cannot run there. The process is spawned on this thread as :meth:`restart`
+        does (PDEATHSIG), and readiness is polled without a loop: the port for PostgreSQL
+        and the broker, ``/health`` answering for a service. Call :meth:`settle` after
+        reviving infrastructure: it waits until the services see it again.
+        """
+        self.supervisor.spawn(name)
+        managed = self.supervisor.managed[name]
+        comp = managed.component
+
+        def ready() -> bool:
+            if managed.process is not None and managed.process.poll() is not None:
+                raise RuntimeError(f"{name} exited while starting:\n{self.log(name)[-3000:]}")
+            if comp.kind is not layout.Kind.SERVICE:
+                return port_in_use(comp.port)
+            try:
+                httpx.get(f"{comp.url}/health", timeout=2)
+            except httpx.HTTPError:
+                return False
+            return True
+
+        if not wait_for(ready, timeout_s, interval=0.1):
+            raise RuntimeError(f"{name} not ready after {timeout_s:g} s:\n{self.log(name)[-3000:]}")
+        managed.state.state = "running"
+        if comp.service == "auth":
+            self._token = None  # minted by the auth that was killed
 
     def alive(self, name: str) -> bool:
         proc = self.supervisor.managed[name].process

@@ -14,6 +14,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from harness import eventually
 
 from sensor_backend.auth.app import build_app
 from sensor_backend.auth.settings import AuthSettings
@@ -45,18 +46,13 @@ async def running(settings: AuthSettings):
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://auth") as client:
-            deadline = time.monotonic() + 20
-            while not (await client.get("/health")).json()["signing_keys_loaded"]:
-                assert time.monotonic() < deadline, "auth never loaded its keys"
-                await _sleep(0.05)
+
+            async def keys_loaded() -> bool:
+                return (await client.get("/health")).json()["signing_keys_loaded"]
+
+            assert await eventually(keys_loaded, 20), "auth never loaded its keys"
             client.app = app  # type: ignore[attr-defined]
             yield client
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio  # noqa: PLC0415 - keep the module's top imports about auth
-
-    await asyncio.sleep(seconds)
 
 
 @pytest.fixture
@@ -440,10 +436,7 @@ async def test_service_account_is_bootstrapped_with_only_the_service_role(fresh_
     async with running(settings) as client:
         # Accounts are bootstrapped after the keys load (argon2 hashes): wait for that.
         bootstrap = client.app.state.auth._bootstrap
-        deadline = time.monotonic() + 20
-        while not bootstrap.done():
-            assert time.monotonic() < deadline, "accounts never bootstrapped"
-            await _sleep(0.05)
+        assert await eventually(bootstrap.done, 20), "accounts never bootstrapped"
         response = await login(client, "sensor-relay", "relay-password-123")
         assert response.status_code == 200
         verified = await client.get("/verify", headers=bearer(response.json()["access_token"]))

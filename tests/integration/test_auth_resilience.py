@@ -13,20 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from harness import wait_for
 
 from sensor_backend.launcher import embedded_postgres as epg
 
 pytestmark = pytest.mark.integration
 PASSWORD = "resilient password"  # noqa: S105 - a test fixture's password
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture

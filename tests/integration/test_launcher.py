@@ -13,16 +13,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from harness import free_offset, wait_for
 
 from sensor_backend.launcher.state import pid_alive, read_state
-from sensor_backend.launcher.supervisor import port_in_use
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +44,6 @@ class System:
     @property
     def broker(self) -> str:
         return f"127.0.0.1:{9092 + self.offset}"
-
-
-def free_offset(start: int) -> int:
-    """A port offset where every port the launcher would use is free."""
-    for offset in range(start, start + 2000, 100):
-        ports = [5434, 9092, 8000, 8001, 8002, 8003, 8021]
-        if not any(port_in_use(p + offset) for p in ports):
-            return offset
-    raise RuntimeError("no free port block")
 
 
 def clean_env() -> dict[str, str]:
@@ -108,15 +98,6 @@ def health(url: str) -> dict:
     response = httpx.get(f"{url}/health", timeout=5)
     assert response.status_code == 200
     return response.json()
-
-
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.mark.parametrize("service", ["auth", "sensor", "events"])

@@ -155,13 +155,12 @@ def _recording_rules_have_data(api: Prometheus) -> None:
     checked = [r for r in records if not metric_names(r["expr"]) & slow]
     assert len(checked) > len(records) / 2
     missing: list[str] = []
-    deadline = time.monotonic() + 25
-    while time.monotonic() < deadline:
-        missing = [r["expr"] for r in checked if not api.query(r["expr"])]
-        if not missing:
-            break
-        time.sleep(1)
-    assert not missing, missing
+
+    def all_have_data() -> bool:
+        missing[:] = [r["expr"] for r in checked if not api.query(r["expr"])]
+        return not missing
+
+    assert wait_for(all_have_data, 25, interval=1), missing
 
 
 def _rules_loaded_without_error(api: Prometheus) -> None:

@@ -7,15 +7,13 @@ event service once each.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
 import asyncpg
 import httpx
 import numpy as np
 import pytest
-from harness import Harness, wait_for
+from harness import Harness, eventually, wait_for
 
 from sensor_backend.sensor.app import build_app
 from sensor_backend.sensor.settings import SensorSettings
@@ -567,12 +565,13 @@ async def test_a_misconfigured_events_url_is_retried_not_dead(system, tmp_path):
         response = await client.post("/test/humidity", headers=headers)
         assert response.status_code == 202
         path = response.json()["links"]["self"]
-        deadline = time.monotonic() + 20
-        while (
-            (doc := (await client.get(path, headers=headers)).json())["event"]["attempts"] or 0
-        ) < 2:
-            assert time.monotonic() < deadline, doc
-            await asyncio.sleep(0.1)
+
+        async def retried() -> dict | None:
+            doc = (await client.get(path, headers=headers)).json()
+            return doc if (doc["event"]["attempts"] or 0) >= 2 else None
+
+        doc = await eventually(retried, 20, interval=0.1)
+        assert doc is not None, "the outbox event was not retried"
         assert doc["event"]["status"] == "pending"
         assert doc["event"]["error"].startswith("event service answered 404")
         assert app.state.sensor.relay.counts["dead"] == 0

@@ -7,6 +7,7 @@ cannot complete, failures end ``failed`` after max_attempts, and outbox claims a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from importlib.resources import files
@@ -18,6 +19,7 @@ from sensor_backend.core.db import Database
 from sensor_backend.sensor.jobs import JobQueue, Outcome
 from sensor_backend.sensor.outbox import Outbox
 from sensor_backend.sensor.repository import (
+    HANDOFF,
     IdempotencyKeyReusedError,
     NewTest,
     TestRepository,
@@ -232,15 +234,39 @@ async def test_release_hands_a_test_back_without_using_an_attempt(db):
     assert (job.id, job.attempts) == (test_id, 1)
 
 
-async def test_readings_round_trip_as_float64(db):
-    """Stored readings come back bit for bit."""
-    values = np.random.default_rng(1).normal(20, 0.1, 1000)
-    repo = TestRepository(db)
-    await repo.submit(new_test(values=values))
+@pytest.mark.parametrize("handed_off", [True, False], ids=["same-process", "from-database"])
+@pytest.mark.parametrize("count", [1, 1000, 2501])
+async def test_readings_round_trip_as_float64(db, handed_off, count):
+    """Stored readings come back bit for bit, handed over in-process or read back in blocks."""
+    rng = np.random.default_rng(count)
+    values, reference = rng.normal(20, 0.1, count), rng.normal(20, 0.01, count)
+    new = dataclasses.replace(new_test(values=values), reference=pack(reference))
+    await TestRepository(db).submit(new)
+    if not handed_off:
+        HANDOFF.discard(new.id)  # as when another replica claims it
     queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
     readings = await queue.readings(await queue.claim("w"))
     assert np.array_equal(readings.values, values)
     assert readings.timestamps is None
+    assert np.array_equal(readings.reference, reference)
+    assert HANDOFF.take(new.id) is None  # taken once, or never kept
+
+
+async def test_readings_with_a_missing_block_are_an_error_not_zeros(db):
+    """A series whose stored blocks leave a gap is refused, never filled in."""
+    new = new_test(values=np.arange(2500.0))
+    await TestRepository(db).submit(new)
+    HANDOFF.discard(new.id)
+
+    async def drop_block(conn):
+        await conn.execute(
+            "DELETE FROM test_reading_blocks WHERE test_id = $1 AND block = 1", new.id
+        )
+
+    await db.run(drop_block)
+    queue = JobQueue(db, lease_s=30, retry_base_s=0.01)
+    with pytest.raises(LookupError, match="do not fit"):
+        await queue.readings(await queue.claim("w"))
 
 
 async def test_idempotency_key_replays_and_refuses_other_bodies(db):

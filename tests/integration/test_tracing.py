@@ -211,11 +211,23 @@ def test_a_sensor_test_is_one_trace_from_request_to_consumed_event(system, recei
 def test_untraced_callers_still_get_one_trace_per_request(system, receiver):
     """A request without a traceparent starts its own trace, returned in the answer."""
     found, _ = receiver
-    response = httpx.get(f"{system.url('gateway')}/health", timeout=10)
+    response = httpx.get(f"{system.url('gateway')}/.well-known/jwks.json", timeout=10)
     trace_id = response.headers["traceparent"].split("-")[1]
     assert trace_id != TRACE_ID
     spans = wait_for(lambda: found.trace(trace_id), 10)
     assert spans
-    assert {s.service for s in spans} >= {"gateway"}
-    root = next(s for s in spans if s.service == "gateway" and s.kind == 2)  # SERVER
+    root = one(spans, "gateway", "GET /.well-known/jwks.json")
     assert root.parent == ""
+    client = one(spans, "gateway", "GET auth")
+    assert client.parent == root.span_id
+    assert one(spans, "auth", "GET /.well-known/jwks.json").parent == client.span_id
+
+
+def test_health_checks_are_not_traced(system, receiver):
+    """Probes and scrapes (every few seconds) make no spans."""
+    found, _ = receiver
+    response = httpx.get(f"{system.url('sensor')}/health", timeout=10)
+    trace_id = response.headers["traceparent"].split("-")[1]
+    assert not wait_for(lambda: found.trace(trace_id), 1)
+    with found.lock:
+        assert not [s for s in found.spans if s.name.startswith(("GET /health", "GET /metrics"))]

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import pytest
+from polling import wait_until
 
 from sensor_backend.core.clock import ManualClock
 from sensor_backend.core.db import DatabaseUnavailable
@@ -226,18 +227,12 @@ async def test_drainer_over_a_journal_keeps_rows_until_confirmed(journal: Journa
     await journal.append(_items(range(5)))
     await drainer.start()
     try:
-        for _ in range(200):
-            if journal.backlog == 0:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: journal.backlog == 0)
         assert sent == [f"k{i}" for i in range(5)]
         assert journal.unconfirmed == 5
         journal.resend_all()
         drainer.wake()
-        for _ in range(200):
-            if journal.backlog == 0:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: journal.backlog == 0)
         assert sent == [f"k{i}" for i in range(5)] * 2
     finally:
         await drainer.stop()

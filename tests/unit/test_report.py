@@ -110,7 +110,17 @@ def test_report_carries_what_a_certificate_carries(with_reference):
     assert f'data-verdict="{result["verdict"]}"' in page
     for check in result["checks"]:
         assert f'data-check="{check}"' in page
-    for figure in ("offset", "gain", "linearity", "hysteresis", "repeatability"):
+    for label in ("sample rate", "duration", "readings", "mode", "run by", "tested", "issued"):
+        assert f"<dt>{label}</dt>" in page, label
+    assert "none: every check passed" in text  # the verdict's reasons
+    for figure in (
+        "offset",
+        "gain",
+        "linearity",
+        "hysteresis",
+        "repeatability",
+        "Allan deviation minimum",
+    ):
         assert f'data-figure="{figure}"' in page
     assert "0.50 %RH" in text  # U of the offset, to U's second significant digit
     for plot in ("error", "response", "allan"):
@@ -140,6 +150,7 @@ def test_user_strings_are_escaped(field):
     """A device id (or any user string) with markup comes out as text, never as a tag."""
     doc, series = completed_doc(reference=True)
     doc[field] = EVIL
+    doc["result"]["reasons"] = [f"accuracy [datasheet]: {EVIL}"]
     page = render(
         doc, series, submitted_by=f'"><img src=x onerror=alert(2)>{EVIL}', issued_at=ISSUED
     )

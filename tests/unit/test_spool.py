@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from polling import wait_until
 
 from sensor_backend.core.clock import ManualClock
 from sensor_backend.core.drainer import Drainer
@@ -20,19 +21,11 @@ from sensor_backend.core.spool import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
 
 
 def _items(keys: range | list[int], size: int = 4) -> list[tuple[str, bytes]]:
     return [(f"k{i}", str(i).encode().ljust(size, b".")) for i in keys]
-
-
-async def _wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
@@ -337,7 +330,7 @@ async def test_drainer_delivers_everything_in_order(spool: Spool) -> None:
     send = Recorder()
     drainer = _drainer(spool, send)
     await drainer.start()
-    await _wait_until(lambda: spool.depth == 0)
+    await wait_until(lambda: spool.depth == 0)
     await drainer.stop()
     assert send.received == [f"k{i}" for i in range(10)]
     assert drainer.snapshot()["delivered"] == 10
@@ -352,7 +345,7 @@ async def test_drainer_partial_delivery_keeps_the_rest_in_order(spool: Spool) ->
     send.deliver_at_most = 3
     drainer = _drainer(spool, send, batch=10)
     await drainer.start()
-    await _wait_until(lambda: spool.depth == 0)
+    await wait_until(lambda: spool.depth == 0)
     await drainer.stop()
     assert send.received == [f"k{i}" for i in range(10)]
     assert send.calls == 4
@@ -366,7 +359,7 @@ async def test_drainer_retries_after_exceptions_with_backoff(spool: Spool) -> No
     send.fail_first = 5
     drainer = _drainer(spool, send)
     await drainer.start()
-    await _wait_until(lambda: spool.depth == 0)
+    await wait_until(lambda: spool.depth == 0)
     await drainer.stop()
     assert send.received == ["k0", "k1", "k2"]
     assert send.seen_attempts == [0, 1, 2, 3, 4, 5]
@@ -387,11 +380,11 @@ async def test_retry_now_cuts_a_long_backoff_short(spool: Spool) -> None:
     send.fail_first = 1
     drainer = _drainer(spool, send, base_backoff_s=30.0, max_backoff_s=30.0)
     await drainer.start()
-    await _wait_until(lambda: send.calls == 1)
+    await wait_until(lambda: send.calls == 1)
     await asyncio.sleep(0.05)
     assert spool.depth == 2  # backing off
     drainer.retry_now()
-    await _wait_until(lambda: spool.depth == 0, timeout_s=2.0)
+    await wait_until(lambda: spool.depth == 0, timeout_s=2.0)
     await drainer.stop()
     assert send.received == ["k0", "k1"]
 
@@ -422,7 +415,7 @@ async def test_drainer_counts_delivering_nothing_as_failure(spool: Spool) -> Non
 
     drainer = Drainer(spool, send, idle_s=0.01, base_backoff_s=0.001, max_backoff_s=0.002)
     await drainer.start()
-    await _wait_until(lambda: spool.depth == 0)
+    await wait_until(lambda: spool.depth == 0)
     await drainer.stop()
     assert drainer.failures == 2
     assert drainer.delivered == 2
@@ -440,7 +433,7 @@ async def test_drainer_acks_exactly_the_returned_seqs(spool: Spool) -> None:
 
     drainer = Drainer(spool, send, idle_s=0.01)
     await drainer.start()
-    await _wait_until(lambda: spool.depth == 0)
+    await wait_until(lambda: spool.depth == 0)
     await drainer.stop()
     assert batches == [["k0", "k1", "k2"], ["k1"]]
     assert drainer.delivered == 3
@@ -453,7 +446,7 @@ async def test_drainer_stops_promptly_during_backoff(spool: Spool) -> None:
     send.fail_first = 1_000
     drainer = _drainer(spool, send, base_backoff_s=60.0, max_backoff_s=60.0)
     await drainer.start()
-    await _wait_until(lambda: drainer.failures == 1)
+    await wait_until(lambda: drainer.failures == 1)
     started = time.monotonic()
     await drainer.stop()
     assert time.monotonic() - started < 1.0
@@ -485,13 +478,13 @@ async def test_wake_triggers_a_prompt_drain(spool: Spool) -> None:
     send = Recorder()
     drainer = _drainer(spool, send, idle_s=30.0)
     await drainer.start()
-    await _wait_until(lambda: drainer.rounds >= 1)
+    await wait_until(lambda: drainer.rounds >= 1)
     await asyncio.sleep(0.02)
     await spool.append(_items(range(2)))
     assert spool.depth == 2  # no wake yet: still idle
     started = time.monotonic()
     drainer.wake()
-    await _wait_until(lambda: spool.depth == 0, timeout_s=2.0)
+    await wait_until(lambda: spool.depth == 0, timeout_s=2.0)
     assert time.monotonic() - started < 1.0
     await drainer.stop()
     assert send.received == ["k0", "k1"]
@@ -503,7 +496,7 @@ async def test_drainer_polls_after_idle_without_wake(spool: Spool) -> None:
     drainer = _drainer(spool, send, idle_s=0.02)
     await drainer.start()
     await spool.append(_items(range(1)))
-    await _wait_until(lambda: spool.depth == 0)
+    await wait_until(lambda: spool.depth == 0)
     await drainer.stop()
     assert send.received == ["k0"]
 
@@ -516,7 +509,7 @@ async def test_drainer_survives_spool_errors(tmp_path: Path) -> None:
     drainer = _drainer(spool, send)
     await drainer.start()
     await spool.close()
-    await _wait_until(lambda: drainer.failures >= 2)
+    await wait_until(lambda: drainer.failures >= 2)
     assert drainer.running
     assert "peek failed" in str(drainer.last_error)
     await drainer.stop()

@@ -15,6 +15,7 @@ from sensor_backend.sensor.readings_csv import HEADER, Readings
 from sensor_backend.sensor.uploads import (
     UploadError,
     UploadOptions,
+    multipart_parts,
     parse_csv,
     parse_npy_parts,
     parse_submission,
@@ -217,6 +218,15 @@ def test_a_bad_part_is_named(parts, field, kind):
         parse_npy_parts(multipart(parts), MULTIPART, max_readings=10)
     error = error_of(excinfo)
     assert (error["field"], error["type"]) == (field, kind)
+
+
+def test_npy_parts_end_where_their_headers_say():
+    """Parts split at the length their .npy headers give are the parts the body holds."""
+    version_2 = io.BytesIO()
+    np.lib.format.write_array(version_2, R, version=(2, 0))
+    parts = {"timestamp": npy(T), "value": npy(V.astype(">f8")), "reference": version_2.getvalue()}
+    found = multipart_parts(multipart(parts), MULTIPART)
+    assert {name: bytes(data) for name, data in found.items()} == parts
 
 
 def test_a_pickle_is_never_loaded():

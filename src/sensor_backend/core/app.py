@@ -135,8 +135,9 @@ class ObservabilityMiddleware:
         rid_raw, tp_raw, length = _read_headers(scope)
         rid, trace = incoming(rid_raw, tp_raw)
         server_span = None
-        if tracing.state.tracer is not None:
-            # The span's ids replace ours, so the log lines carry the exported ids.
+        if tracing.state.tracer is not None and scope["path"] not in QUIET_PATHS:
+            # The span's ids replace ours, so the log lines carry the exported ids. Health
+            # checks and scrapes (every few seconds, from every prober) are not traced.
             server_span = tracing.ServerSpan(scope, tp_raw)
             trace = server_span.trace
         rid_token = request_id_var.set(rid)

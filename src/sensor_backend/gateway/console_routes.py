@@ -34,7 +34,7 @@ REPLICA_TIMEOUT_S = 1.0
 # the report from a blob URL, and a blob document inherits this page's policy (CSP3 policy
 # containers), so without it the report would open unstyled. tests/unit/test_report.py
 # fails when the stylesheet changes and this hash does not.
-REPORT_STYLE = "'sha256-8RZtWgAQlOHUAvZMW5RAIvOPnI0lqSx9KHPD0FUd8a0='"
+REPORT_STYLE = "'sha256-xzf+lSWzE/Gdmvfv1diNKseOflibDn8NQGDAuHNpmB4='"
 CSP = (
     f"default-src 'self'; script-src 'self'; style-src 'self' {REPORT_STYLE}; "
     "img-src 'self' data:; "

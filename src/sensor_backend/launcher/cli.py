@@ -29,6 +29,7 @@ import aiohttp
 from rich.console import Console
 from rich.live import Live
 
+from sensor_backend.core import tracing
 from sensor_backend.launcher import clients, drills, layout, observability
 from sensor_backend.launcher.control import ACTIONS, ControlClient, ControlError, ControlServer
 from sensor_backend.launcher.display import component_table
@@ -199,6 +200,21 @@ def print_prometheus(components: list[layout.Component]) -> None:
                 "/classic/graph, /classic/alerts with Debian's package); Grafana dashboard: "
                 "deploy/observability/grafana-dashboard.json"
             )
+            print_tracing()
+
+
+def print_tracing() -> None:
+    """Where traces go, or how to send them somewhere (README "Traces")."""
+    if tracing.wanted():
+        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"
+        )
+        console.print(f"Traces: OTLP/HTTP to [bold]{endpoint}[/bold]")
+    else:
+        console.print(
+            "Traces: off; start with OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 (an "
+            "OTel Collector, Jaeger or Tempo) and the tracing extra installed"
+        )
 
 
 def up_detached(args: argparse.Namespace, options: layout.LaunchOptions) -> int:

@@ -52,41 +52,50 @@ class Points:
     counts: Floats
     err: Floats
     ref: Floats
-    x: Floats
+    x: Floats | None  # None: x = ref + err (no lag band), see values()
     steady: NDArray[np.bool_]  # the reference did not move beyond the lag allowance
     t: Floats  # mean time of each point
 
+    def values(self) -> Floats:
+        """The points' mean readings (ref + err when not kept: no lag band)."""
+        return self.ref + self.err if self.x is None else self.x
+
 
 def points(  # noqa: PLR0917 - the series, then how to cut it
-    err: Floats,
+    err: Floats | None,
     ref: Floats,
     x: Floats | None,
     moving: NDArray[np.bool_] | None,
     m: int,
     t: Floats,
-    sums: tuple[Floats, Floats] | None = None,
+    sums: tuple[Floats, Floats, Floats] | None = None,
 ) -> Points:
-    """Point means; ``x`` None means x = ref + err (its means are then theirs summed).
+    """Point means; ``x`` None means x = ref + err (see :meth:`Points.values`).
 
-    ``sums``: the block sums of ``err`` and ``ref`` (as :func:`block_sums`), when the caller
-    formed them while it had the readings in cache.
+    ``sums``: the block sums of ``err``, ``ref`` and ``t`` (as :func:`block_sums`), when the
+    caller formed them while it had the readings in cache (``err`` is then not needed).
     """
-    n = err.size
+    n = ref.size
     m = max(1, min(m, n))
     starts = np.arange(0, n, m)
-    counts = np.diff(np.append(starts, n)).astype(np.float64)
+    counts = np.full(starts.size, float(m))  # every point holds m readings but the last
+    if starts.size:
+        counts[-1] = n - starts[-1]
     steady = (
         np.ones(starts.size, dtype=bool)
         if moving is None
         else ~np.logical_or.reduceat(moving, starts)
     )
     if sums is None:
+        if err is None:
+            msg = "points() needs the errors or their sums"
+            raise ValueError(msg)
         e_p = _block_means(err, m, counts)
         r_p = _block_means(ref, m, counts)
+        t_p = _block_means(t, m, counts)
     else:
-        e_p, r_p = sums[0] / counts, sums[1] / counts
-    x_p = r_p + e_p if x is None else _block_means(x, m, counts)
-    t_p = _block_means(t, m, counts)
+        e_p, r_p, t_p = (np.divide(y, counts) for y in sums)
+    x_p = None if x is None else _block_means(x, m, counts)
     return Points(m, starts, counts, e_p, r_p, x_p, steady, t_p)
 
 
@@ -115,25 +124,33 @@ def block_sums(y: Floats, m: int, blocks: int) -> Floats:
     return out
 
 
-def assess(
+def assess(  # noqa: PLR0917 - the series' figures, then the noise
     spec: SensorSpec,
-    err: Floats,
+    n: int,
     pts: Points,
     beyond: tuple[float, Indices],
     sigma: float | None,
+    moments: tuple[float, float],
 ) -> tuple[CheckResult, Accuracy, Budget, Decision]:
-    """``beyond``: the largest |error| and the readings beyond the tolerance."""
-    n = err.size
+    """Judge ``n`` readings' errors from their point means ``pts`` and whole-series figures.
+
+    ``beyond``: the largest |error| and the readings beyond the tolerance; ``moments``: the
+    sum of the errors and of their squares.
+    """
     m, counts, e_point = pts.m, pts.counts, pts.err
-    tol_point = spec.tol_abs + spec.tol_rel * np.abs(pts.ref)
+    tol_point = np.abs(pts.ref)
+    tol_point *= spec.tol_rel
+    tol_point += spec.tol_abs  # tol_abs + tol_rel |ref|, without temporaries
     budget = error_budget(spec, sigma, m)
     fixed = sum(c.standard_uncertainty**2 for c in budget.components if c.kind == "type B")
     # Every point but perhaps the last holds m readings: one value, the same arithmetic.
     noise_var = 0.0 if sigma is None else sigma**2
-    u_c = np.full(counts.size, math.sqrt(fixed + noise_var / m))
+    u_m = math.sqrt(fixed + noise_var / m)
+    u_c, expanded = np.full(counts.size, u_m), np.full(counts.size, COVERAGE_K * u_m)
     if counts.size and counts[-1] != m:
         u_c[-1] = math.sqrt(fixed + noise_var / float(counts[-1]))
-    decision = decide(e_point, tol_point, COVERAGE_K * u_c, u_c, spec.decision_rule)
+        expanded[-1] = COVERAGE_K * u_c[-1]
+    decision = decide(e_point, tol_point, expanded, u_c, spec.decision_rule)
 
     max_abs, fails = beyond
     frac = 1.0 - fails.size / n
@@ -145,7 +162,8 @@ def assess(
         else PASS
     )
     flag = max(decision.flag, reading_flag)
-    bias, rmse = float(err.mean()), math.sqrt(float(err @ err) / n)  # e.e = |e|.|e|
+    e_sum, ee = moments
+    bias, rmse = e_sum / n, math.sqrt(ee / n)  # e.e = |e|.|e|
     message = (
         f"{decision.describe(spec.unit)}; points of {m} readings: {decision.rejected_points} "
         f"beyond, {decision.conditional_points} conditional of {decision.points}; "

@@ -29,12 +29,13 @@ Python loops, and ships no thresholds; the tests are a few lines of NumPy each h
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sensor_backend.sensor import error_checks, qc
+from sensor_backend.sensor.accuracy import POINT_READINGS
 from sensor_backend.sensor.error_checks import ErrorSeries
 from sensor_backend.sensor.fits import MIN_READINGS, centre, noise_sigma
 from sensor_backend.sensor.qc import GAP_FAIL_FACTOR, GAP_SUSPECT_FACTOR
@@ -54,11 +55,11 @@ from sensor_backend.sensor.results import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from numpy.typing import ArrayLike, NDArray
 
-    from sensor_backend.sensor.qc import Flags, Floats
+    from sensor_backend.sensor.qc import Flags, Floats, Indices
     from sensor_backend.sensor.specs import DecisionRule, SensorSpec
 
 SPIKE_EXCLUSION_FRACTION = 0.01  # spike-flagged readings leave the noise estimate up to this
@@ -114,6 +115,66 @@ def _inputs(
     return x, vext, ts, intervals, iext, ref, rext
 
 
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """The checked input: values, timestamps, times, reference, and their first figures."""
+
+    x: Floats
+    ts: Floats | None
+    t: Floats  # the timestamps, or the nominal sample times
+    ref: Floats | None
+    vext: tuple[float, float]  # extremes of the values
+    iext: tuple[float, float]  # of the intervals ((0, 0) without)
+    rext: tuple[float, float]  # of the reference
+    intervals: Floats | None  # None: no timestamps, or not formed (after a scan)
+    pass_: error_checks.Scan | None
+
+
+def _prepare(
+    spec: SensorSpec,
+    values: ArrayLike,
+    timestamps: ArrayLike | None,
+    reference: ArrayLike | None,
+) -> _Series:
+    """The reference mode without a lag band scans the series once (:func:`_scanned`)."""
+    if reference is not None and spec.response_tau_s is None:
+        x, ts, t, ref, pass_ = _scanned(spec, values, timestamps, reference)
+        iext = pass_.interval_extremes or (0.0, 0.0)
+        return _Series(x, ts, t, ref, pass_.x_extremes, iext, pass_.ref_extremes, None, pass_)
+    x, vext, ts, intervals, iext, ref2, rext = _inputs(values, timestamps, reference)
+    t = ts if ts is not None else np.arange(x.size, dtype=np.float64) * spec.nominal_period_s
+    return _Series(x, ts, t, ref2, vext, iext, rext, intervals, None)
+
+
+def _scanned(
+    spec: SensorSpec, values: ArrayLike, timestamps: ArrayLike | None, reference: ArrayLike
+) -> tuple[Floats, Floats | None, Floats, Floats, error_checks.Scan]:
+    """(values, timestamps, times, reference) as float64, checked, and their scan.
+
+    Times are the timestamps or, without them, the nominal sample times; the scan is
+    :func:`error_checks.scan` (the reference mode without a lag band).
+
+    Finiteness is judged from the scan's extremes (the pass runs first: NaN and infinities
+    only propagate into its figures, which are then not used).
+    """
+    x = _as_series("values", values, None)
+    n = x.size
+    ts = None if timestamps is None else _as_series("timestamps", timestamps, n)
+    ref = _as_series("reference", reference, n)
+    t = ts if ts is not None else np.arange(n, dtype=np.float64) * spec.nominal_period_s
+    m = max(1, min(POINT_READINGS, n))
+    with np.errstate(invalid="ignore", over="ignore"):
+        pass_ = error_checks.scan(
+            x, ref, t, m=m, flat_tolerance=spec.flat_tolerance, intervals=ts is not None
+        )
+    if n:
+        _require_finite("values", x, *pass_.x_extremes)
+        if ts is not None:
+            _require_finite("timestamps", ts, float(ts[0]), *(pass_.interval_extremes or ()))
+        _require_finite("reference", ref, *pass_.ref_extremes)
+    return x, ts, t, ref, pass_
+
+
 def _time_steps(
     period: float, intervals: Floats | None, imin: float
 ) -> tuple[Floats | float, float]:
@@ -124,6 +185,21 @@ def _time_steps(
         return intervals, imin
     dt = np.where(intervals > 0, intervals, period)
     return dt, float(dt.min())
+
+
+def _error_time_steps(
+    period: float, ts: Floats | None, intervals: Floats | None, imin: float
+) -> tuple[Floats | float | Callable[[Indices], Floats], float]:
+    """As :func:`_time_steps`, the intervals formed only where needed.
+
+    Timestamps that always increase give them as a function of step indices (the dynamic
+    checks examine few steps).
+    """
+    if intervals is None and ts is not None and ts.size > 1:
+        if imin > 0:
+            return (lambda idx: ts[idx + 1] - ts[idx]), imin
+        intervals = np.diff(ts)
+    return _time_steps(period, intervals, imin)
 
 
 def _require_finite(name: str, arr: Floats, *extremes: float) -> None:
@@ -139,29 +215,39 @@ def _require_finite(name: str, arr: Floats, *extremes: float) -> None:
 
 
 def _stats(
-    x: Floats, extremes: tuple[float, float], smallest: float | None, centred: tuple[Floats, float]
+    n: int,
+    extremes: tuple[float, float],
+    smallest: float | None,
+    moments: tuple[float, float, float, float],
 ) -> Stats:
-    """The series' statistics; consumes the centred times.
-
-    Their buffer takes the deviations from the mean once the trend is computed (no new
-    array). ``smallest``: the smallest non-zero step, computed with the steps.
-    """
-    n = x.size
+    """The series' statistics from its mean and centred moments (as :func:`_moments`)."""
     if n == 0:
         return Stats(0, None, None, None, None, None, None)
-    tc, sxx = centred
-    trend = float(tc @ x) / sxx * 3600.0 if sxx > 0 else None
-    mean = float(x.mean())
-    dev = np.subtract(x, mean, out=tc)
+    mean, m2, sxx, sxy = moments
     return Stats(
         count=n,
         min=extremes[0],
         max=extremes[1],
         mean=mean,
-        std=math.sqrt(float(dev @ dev) / (n - 1)) if n > 1 else None,
-        trend_per_hour=trend,
+        std=math.sqrt(m2 / (n - 1)) if n > 1 else None,
+        trend_per_hour=sxy / sxx * 3600.0 if sxx > 0 else None,
         smallest_step=smallest,
     )
+
+
+def _moments(x: Floats, t: Floats) -> tuple[float, float, float, float]:
+    """mean(x), sum((x - mean)^2), sum((t - mean t)^2) and sum((t - mean t) x).
+
+    The centred times' buffer takes the deviations from the mean once the trend sum is
+    formed (no new array).
+    """
+    if not x.size:
+        return 0.0, 0.0, 0.0, 0.0
+    tc, sxx = centre(t)
+    sxy = float(tc @ x)
+    mean = float(x.mean())
+    dev = np.subtract(x, mean, out=tc)
+    return mean, float(dev @ dev), sxx, sxy
 
 
 def _smallest_nonzero(abs_steps: Floats) -> float | None:
@@ -218,19 +304,29 @@ def _gap(
     intervals: Floats | None,
     extremes: tuple[float, float],
 ) -> tuple[CheckResult, Gaps | None, Flags]:
-    """QARTOD time gap per reading; FAIL overall only beyond the spec's missing fraction."""
-    if ts is None or intervals is None or n < 2:  # noqa: PLR2004
+    """QARTOD time gap per reading; FAIL overall only beyond the spec's missing fraction.
+
+    ``intervals``: the timestamps' differences, or None to form them only if some interval
+    is out of bounds (``extremes``, their min and max, say whether one is).
+    """
+    if ts is None or n < 2:  # noqa: PLR2004
         why = "no timestamps" if ts is None else "needs two readings"
         return qc.not_evaluated("gap", n, why), None, np.full(n, NOT_EVALUATED, np.uint8)
     period = spec.nominal_period_s
-    flags = qc.time_gap(intervals, period, GAP_SUSPECT_FACTOR, GAP_FAIL_FACTOR, extremes)
-    # uint8, and usually all pass: the maximum (one cheap pass) decides whether to search.
-    late = np.flatnonzero(flags[1:] > PASS) if int(flags.max()) > PASS else np.empty(0, np.intp)
-    ratio = intervals[late] / period
+    lo, hi = extremes
+    if intervals is None and lo > 0 and hi <= GAP_SUSPECT_FACTOR * period:
+        flags = np.ones(n, dtype=np.uint8)  # every interval fine (as qc.time_gap finds)
+        ratio: Floats = np.empty(0)
+    else:
+        intervals = np.diff(ts) if intervals is None else intervals
+        flags = qc.time_gap(intervals, period, GAP_SUSPECT_FACTOR, GAP_FAIL_FACTOR, extremes)
+        # uint8, usually all pass: the maximum (one cheap pass) decides whether to search.
+        late = np.flatnonzero(flags[1:] > PASS) if int(flags.max()) > PASS else np.empty(0, np.intp)
+        ratio = intervals[late] / period
     missing = int(np.maximum(np.rint(ratio) - 1, 0).sum())
     fraction = missing / (n + missing)
-    disordered = bool(intervals.size and extremes[0] <= 0)
-    if fraction <= spec.missing_fail_fraction and not disordered:
+    disordered = lo <= 0
+    if ratio.size and fraction <= spec.missing_fail_fraction and not disordered:
         flags[flags == FAIL] = SUSPECT  # gaps within the stated fraction: suspect only
     source = f"test plan: missing_fail_fraction {spec.missing_fail_fraction:g}"
     check = qc.point_result("gap", flags, spec, f"{STANDARD} (QARTOD time gap), {source}")
@@ -339,13 +435,11 @@ def analyse(
         update["reference_uncertainty"] = reference_uncertainty
     if update:
         spec = spec.model_copy(update=update)
-    x, (vmin, vmax), ts, intervals, (imin, imax), ref, rext = _inputs(values, timestamps, reference)
-    n = x.size
-    period = spec.nominal_period_s
-    t = ts if ts is not None else np.arange(n, dtype=np.float64) * period
-    dt, dt_min = _time_steps(period, intervals, imin)
+    src = _prepare(spec, values, timestamps, reference)
+    x, ts, t, ref, n, pass_ = src.x, src.ts, src.t, src.ref, src.x.size, src.pass_
+    (vmin, vmax), (imin, imax) = src.vext, src.iext
     pinned = qc.at_limit(x, spec, vmin, vmax)
-    r = ErrorSeries(spec, x, ref, t, rext) if ref is not None and n else None
+    r = ErrorSeries(spec, x, ref, t, src.rext, pass_) if ref is not None and n else None
     flags = {
         "gross_range": qc.gross_range(x, spec, vmin, vmax),
         "saturation": qc.saturation(pinned, spec.saturation_count),
@@ -353,18 +447,23 @@ def analyse(
     if r is None:
         steps = np.diff(x)
         abs_steps = np.abs(steps)
+        dt, _ = _time_steps(spec.nominal_period_s, src.intervals, imin)
         flags.update(_values_dynamics(spec, steps, abs_steps, dt=dt, pinned=pinned))
         smallest = _smallest_nonzero(abs_steps)  # consumes abs_steps
-        noisy_steps = steps
     else:
         # With a reference only two things are owed to the values' steps: which are flat,
         # and the smallest one (the error's own steps are r.d).
-        same, smallest = _flat_steps(x, spec.flat_tolerance)
-        dynamics = error_checks.dynamic_flags(spec, same, dt=dt, dt_min=dt_min, pinned=pinned, r=r)
+        if pass_ is None:
+            same, smallest = _flat_steps(x, spec.flat_tolerance)
+        else:
+            same, smallest = pass_.flat, pass_.smallest_step
+        dt_e, dt_min = _error_time_steps(spec.nominal_period_s, ts, src.intervals, imin)
+        dynamics = error_checks.dynamic_flags(
+            spec, same, dt=dt_e, dt_min=dt_min, pinned=pinned, r=r
+        )
         flags.update(dynamics)
-        noisy_steps = r.d
     checks = _point_checks(spec, flags, r)
-    checks["gap"], gaps, flags["gap"] = _gap(spec, n, ts, intervals, (imin, imax))
+    checks["gap"], gaps, flags["gap"] = _gap(spec, n, ts, src.intervals, (imin, imax))
     checks["attenuated_signal"], flags["attenuated_signal"] = _attenuated(spec, x, r, n)
 
     # Readings a point check explains are left out of noise and drift, so each fault shows in
@@ -376,8 +475,10 @@ def analyse(
     if 0 < n_spikes <= SPIKE_EXCLUSION_FRACTION * n:
         keep.append(flags["spike"] < SUSPECT)
     mask = np.logical_and.reduce(keep) if keep else None
-    sigma = r.sigma_all if r is not None and mask is None else noise_sigma(noisy_steps, mask)
-    tc, sxx = centre(t) if n else (t, 0.0)
+    if r is not None:
+        sigma = r.sigma_all if mask is None else noise_sigma(r.d, mask)
+    else:
+        sigma = noise_sigma(steps, mask)
     smallest_tol = spec.tol_abs if r is None else r.tol_min
     if sigma is None:
         checks["noise"] = qc.not_evaluated("noise", n, f"needs {MIN_READINGS} clean readings")
@@ -397,7 +498,7 @@ def analyse(
         verdict=verdict,
         reasons=reasons,
         notes=notes,
-        stats=_stats(x, (vmin, vmax), smallest, (tc, sxx)),
+        stats=_stats(n, (vmin, vmax), smallest, _moments(x, t) if pass_ is None else pass_.moments),
         accuracy=ref_part.accuracy,
         noise_rms=sigma,
         noise_method=None if sigma is None else "first_difference",

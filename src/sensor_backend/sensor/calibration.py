@@ -28,6 +28,8 @@ import numpy as np
 from sensor_backend.sensor.accuracy import block_sums
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from numpy.typing import NDArray
 
     from sensor_backend.sensor.accuracy import Points
@@ -149,7 +151,10 @@ def _repeatability(
 
 
 def allan_deviation(
-    err: Floats, period: float, tau1_adev: float | None = None, pts: Points | None = None
+    err: Floats | Callable[[], Floats],
+    period: float,
+    tau1_adev: float | None = None,
+    pts: Points | None = None,
 ) -> tuple[AllanPoint, ...]:
     """Overlapping Allan deviation of ``err`` at octave averaging times (n >= 16).
 
@@ -157,28 +162,44 @@ def allan_deviation(
     when given, else a power of two so that at most ``ADEV_MAX_POINTS`` remain): averaging
     times from ``k`` periods on are exact, the shorter ones but the first are skipped; the
     first (one period) is ``tau1_adev`` when given (sqrt(1/2 mean(d^2)) of the first
-    differences d, which the noise estimate already has).
+    differences d, which the noise estimate already has). ``err`` may be a function forming
+    the errors (with ``pts``: called only if the points do not suffice).
     """
-    n = err.size
+    if callable(err):
+        n = int(pts.starts[-1] + pts.counts[-1]) if pts is not None and pts.starts.size else 0
+        if pts is None or n <= ADEV_MAX_POINTS or pts.m == 1:
+            err = err()
+            n = err.size
+    else:
+        n = err.size
     if n < ADEV_MIN_READINGS:
         return ()
     k = 1
     if pts is not None and n > ADEV_MAX_POINTS and pts.m > 1:
         k, y = pts.m, pts.err[: n // pts.m]  # whole blocks only: the accuracy test's points
     else:
+        assert not callable(err)  # noqa: S101 - formed above for this case
         while n // k > ADEV_MAX_POINTS:
             k *= 2
         y = err[: n - n % k].reshape(-1, k).mean(axis=1) if k > 1 else err
-    c = np.concatenate(([0.0], np.cumsum(y - y.mean())))
+    # Sums of the centred series over windows of m, taken every s-th start (s = m / 8):
+    # neighbours that share 7/8 of their readings add almost nothing to the estimate, and
+    # cost as much. Each octave's sums are two of the last octave's added (no cumulative sum:
+    # the same figures, fewer passes, no cancellation of a long running total); the
+    # difference of sums over neighbouring windows is divided by m once, in the mean square.
+    sums = y - y.mean()
     out = [AllanPoint(period, tau1_adev)] if k > 1 and tau1_adev is not None else []
-    m = 1
+    m, s = 1, 1
     while 3 * m <= y.size:
-        # Overlapping averages taken every s-th start (s = m / 8): neighbours that share 7/8
-        # of their readings add almost nothing to the estimate, and cost as much.
-        s = max(1, m // 8)
-        means = (c[m::s] - c[: c.size - m : s]) / m
-        d = means[m // s :] - means[: means.size - m // s]
-        out.append(AllanPoint(m * k * period, math.sqrt(0.5 * float(d @ d) / d.size)))
+        lag = m // s  # the next window starts lag sampled sums on
+        d = sums[lag:] - sums[: sums.size - lag]
+        out.append(AllanPoint(m * k * period, math.sqrt(0.5 * float(d @ d) / d.size) / m))
+        if m < 8:  # noqa: PLR2004 - s = max(1, m / 8) stays 1: windows at every start
+            sums = sums[: sums.size - m] + sums[m:]
+        else:  # s doubles: every other start, the sum of the windows at p and p + m
+            size = (y.size - 2 * m) // (2 * s) + 1
+            sums = sums[0 : 2 * size : 2] + sums[lag : lag + 2 * size : 2]
+            s *= 2
         m *= 2
     return tuple(out)
 
@@ -197,26 +218,38 @@ def _direction(ref: Floats, threshold: float) -> NDArray[np.int8]:
 
 
 def _coarse(pts: Points) -> Points:
-    """Long series: merge points (k at a time) so at most ``MAX_POINTS`` remain."""
-    k = -(-pts.err.size // MAX_POINTS)
+    """Long series: merge points (k at a time) so at most ``MAX_POINTS`` remain.
+
+    Every point but the last holds ``pts.m`` readings, so a merged mean is the plain mean of
+    its k point means (no weighting pass), except for the merged point holding the short
+    last one: that one is weighted by the readings.
+    """
+    size = pts.err.size
+    k = -(-size // MAX_POINTS)
     if k <= 1:
         return pts
-    starts = np.arange(0, pts.err.size, k)
-    counts = block_sums(pts.counts, k, starts.size)
+    starts = np.arange(0, size, k)
+    last = int(starts[-1])
+    points = np.full(starts.size, float(k))  # points per merged point
+    points[-1] = size - last
+    readings = points * pts.m
+    readings[-1] = float(pts.counts[last:].sum())
 
     def mean(y: Floats) -> Floats:
-        out = block_sums(y * pts.counts, k, starts.size)
-        out /= counts
+        out = block_sums(y, k, starts.size)
+        out /= points
+        out[-1] = float(y[last:] @ pts.counts[last:]) / float(readings[-1])
         return out
 
     steady = np.logical_and.reduceat(pts.steady, starts)
+    err, ref = mean(pts.err), mean(pts.ref)
     return type(pts)(
         pts.m * k,
         pts.starts[starts],
-        counts,
-        mean(pts.err),
-        mean(pts.ref),
-        mean(pts.x),
+        readings,
+        err,
+        ref,
+        ref + err if pts.x is None else mean(pts.x),  # x = ref + err: its means theirs summed
         steady,
         mean(pts.t),
     )
@@ -224,18 +257,22 @@ def _coarse(pts: Points) -> Points:
 
 def calibrate(
     pts: Points,
-    err: Floats,
+    err: Floats | Callable[[], Floats],
     *,
     tolerance: float,
     u_ref: float,
     period: float,
     tau1_adev: float | None,
 ) -> Calibration:
-    """Every figure from point means ``pts`` (Allan deviation: from the readings' ``err``)."""
+    """Every figure from point means ``pts`` (Allan deviation: from the readings' ``err``).
+
+    ``err``: the errors, or a function forming them (called only if the Allan deviation
+    needs more than the points).
+    """
     adev_points = pts
     pts = _coarse(pts)
     steady = pts.steady
-    rs, xs, es = pts.ref[steady], pts.x[steady], pts.err[steady]
+    rs, xs, es = pts.ref[steady], pts.values()[steady], pts.err[steady]
     offset, gain, a, g = _fit(rs, xs, u_ref, MIN_SPAN_TOLERANCES * tolerance)
     width = tolerance / 2.0
     if offset.value is None or es.size < 3:  # noqa: PLR2004

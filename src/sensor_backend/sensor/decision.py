@@ -69,15 +69,21 @@ def decide(
 ) -> Decision:
     """Judge point errors against their tolerance with the expanded uncertainty ``expanded``."""
     abs_err = np.abs(errors)
-    w = expanded if rule == "guarded" else np.zeros_like(expanded)
     rejected = int(np.count_nonzero(abs_err > tolerance))
-    conditional = int(np.count_nonzero((abs_err + w > tolerance) & (abs_err <= tolerance)))
-    margin = abs_err + w - tolerance
+    # w >= 0, so |e| > tol implies |e| + w > tol: the conditional points are the ones with
+    # |e| + w > tol (a positive margin: a - b > 0 exactly when a > b) less the rejected.
+    conditional = 0
+    if rule == "guarded":
+        margin = abs_err + expanded
+        margin -= tolerance
+        conditional = int(np.count_nonzero(margin > 0)) - rejected
+    else:
+        margin = abs_err - tolerance
     worst = int(np.argmax(margin))
     flag = FAIL if rejected else SUSPECT if conditional else PASS
     return Decision(
         rule=rule,
-        guard_band=float(w.max()) if w.size else 0.0,
+        guard_band=float(expanded.max()) if rule == "guarded" and expanded.size else 0.0,
         flag=flag,
         points=int(abs_err.size),
         conditional_points=conditional,

@@ -42,12 +42,12 @@ DENSE_FRACTION = 32  # over 1/32 of the readings beyond tolerance: whole-series 
 
 
 def error_steps(
-    d: Floats,
+    d: Floats | Callable[[], Floats],
     dref: Callable[[Indices], Floats],
     allowance: float,
     *,
     threshold: float,
-    dt: Floats | float,
+    dt: Floats | float | Callable[[Indices], Floats],
     dt_min: float,
     rate: float,
     extremes: tuple[float, float] | None = None,
@@ -56,19 +56,26 @@ def error_steps(
 
     Only steps over ``min(threshold, rate * dt)`` are examined (a healthy series has few), and
     each loses what a gain error of ``allowance`` explains: the error may move by that fraction
-    of the reference's own step (``dref`` gives it at step indices). ``dt_min``: the
-    smallest of ``dt``; ``extremes``: d's (min, max), when the caller has them.
+    of the reference's own step (``dref`` gives it at step indices). ``dt``: seconds per
+    step (one for all, per step, or a function giving them at step indices); ``dt_min``:
+    the smallest; ``extremes``: d's (min, max), when the caller has them (``d`` may then be
+    a function forming the steps, called only if one may be over the limit).
     """
     limit = min(threshold, rate * dt_min)
-    lo, hi = extremes or ((float(d.min()), float(d.max())) if d.size else (0.0, 0.0))
-    if not d.size or (hi <= limit and lo >= -limit):
+    if extremes is None:
+        d = d() if callable(d) else d
+        extremes = (float(d.min()), float(d.max())) if d.size else None
+    if extremes is None or (extremes[1] <= limit and extremes[0] >= -limit):
         return np.empty(0, dtype=np.intp), np.empty(0), np.empty(0)  # two reductions: none
+    d = d() if callable(d) else d
     big = np.flatnonzero(np.abs(d) > limit)
     if not big.size:
         return big, np.empty(0), np.empty(0)
     size = np.maximum(np.abs(d[big]) - allowance * np.abs(dref(big)), 0.0)
     signed = np.copysign(size, d[big])
-    per_s = size / (dt if isinstance(dt, float) else dt[big])
+    per_s = size / (
+        dt if isinstance(dt, float) else dt[big] if isinstance(dt, np.ndarray) else dt(big)
+    )
     return big, signed, per_s
 
 

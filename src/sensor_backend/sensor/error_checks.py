@@ -31,6 +31,8 @@ from sensor_backend.sensor.results import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from numpy.typing import NDArray
 
     from sensor_backend.sensor.calibration import Calibration
@@ -53,31 +55,43 @@ COLLINEAR = 0.01  # 1 - corr(t, ref)^2 below this: time and reference cannot be 
 
 
 class ErrorSeries:
-    """Everything computed from the error against the reference (the ``reference`` mode)."""
+    """Everything computed from the error against the reference (the ``reference`` mode).
 
-    def __init__(
+    The error ``err`` and its steps ``d`` are whole-series arrays formed on first use: after
+    a :func:`scan` a healthy series needs neither (their figures came from the scan).
+    """
+
+    def __init__(  # noqa: PLR0917 - the series, then what a scan already found
         self,
         spec: SensorSpec,
         x: Floats,
         ref: Floats,
         t: Floats,
         ref_extremes: tuple[float, float] | None = None,
+        pass_: Scan | None = None,
     ) -> None:
+        """``pass_``: the :func:`scan` of the series, when there is no lag band."""
         self.ref = ref
         self.x = x
-        lagged = response.lag_band(ref, t, spec.response_tau_s)
+        lagged = None if pass_ is not None else response.lag_band(ref, t, spec.response_tau_s)
         self.band = None if lagged is None else lagged[:2]
         self.lagged = None if lagged is None else lagged[2]
         self.d_extremes: tuple[float, float] | None = None
-        sums = None
-        if self.band is None:
-            m = max(1, min(acc.POINT_READINGS, x.size))
-            self.err, (emin, emax), self.d, self.d_extremes, sums = _error_and_steps(x, ref, m)
+        sums: tuple[Floats, Floats, Floats] | None = None
+        self._err: Floats | None = None
+        self._d: Floats | None = None
+        self._moments: tuple[float, float] | None = None
+        if pass_ is not None:
+            emin, emax = pass_.err_extremes
+            self.d_extremes, sums = pass_.d_extremes, pass_.sums
+            self._moments = (pass_.e_sum, pass_.ee)
         else:
-            lo, hi = self.band
-            self.err = x - np.clip(x, lo, hi)
-            emin, emax = float(self.err.min()), float(self.err.max())
-            self.d = np.diff(self.err)
+            if self.band is None:
+                self._err = x - ref
+            else:
+                lo, hi = self.band
+                self._err = x - np.clip(x, lo, hi)
+            emin, emax = float(self._err.min()), float(self._err.max())
         self.spec = spec
         rmin, rmax = ref_extremes or (float(ref.min()), float(ref.max()))
         self.ref_span = rmax - rmin
@@ -94,15 +108,47 @@ class ErrorSeries:
             self.outside = np.flatnonzero(np.abs(self.err) > spec.tol_abs)
         else:
             self.outside = np.flatnonzero(np.abs(self.err) > spec.tolerance(ref))
-        self.sigma_all = noise_sigma(self.d, None)
+        if pass_ is None:
+            self.sigma_all = noise_sigma(self.d, None)
+        else:  # noise_sigma from d.d
+            steps = max(x.size - 1, 0)
+            few = steps < MIN_READINGS - 1
+            self.sigma_all = None if few else math.sqrt(pass_.dd / steps / 2.0)
         moving = None
         if self.band is not None:
             moving = (self.band[1] - self.band[0]) > STEADY_BAND * self.tol_min
         self.moving = moving  # readings inside a response transition (None: never)
         # Without a lag band the error is x - ref, so x's point means are ref's plus e's.
         self.points = acc.points(
-            self.err, ref, x if self.band is not None else None, moving, acc.POINT_READINGS, t, sums
+            self._err if sums is None else None,
+            ref,
+            x if self.band is not None else None,
+            moving,
+            acc.POINT_READINGS,
+            t,
+            sums,
         )
+
+    @property
+    def err(self) -> Floats:
+        """The error e per reading (formed on first use)."""
+        if self._err is None:
+            self._err = self.x - self.ref  # as the scan formed it, block by block
+        return self._err
+
+    @property
+    def d(self) -> Floats:
+        """The error's steps d = diff(e) (formed on first use)."""
+        if self._d is None:
+            self._d = np.diff(self.err)
+        return self._d
+
+    @property
+    def moments(self) -> tuple[float, float]:
+        """(sum of e, e.e)."""
+        if self._moments is None:
+            self._moments = (float(self.err.sum()), float(self.err @ self.err))
+        return self._moments
 
     def d_ref(self, idx: Indices) -> Floats:
         """The reference's step at step indices ``idx`` (step k: reading k to k + 1)."""
@@ -116,7 +162,11 @@ class ErrorSeries:
         S in total, so some point moves by S / 2 or more); only their readings are examined.
         """
         pts = self.points
-        moved = np.flatnonzero(np.abs(np.diff(pts.ref)) > threshold / 2.0)
+        moved_by = np.diff(pts.ref)
+        half = threshold / 2.0
+        if not moved_by.size or (moved_by.max() <= half and moved_by.min() >= -half):
+            return np.empty(0, dtype=np.intp)  # two reductions: no point moved that far
+        moved = np.flatnonzero(np.abs(moved_by) > half)
         if not moved.size:
             return np.empty(0, dtype=np.intp)
         m = pts.m
@@ -133,55 +183,150 @@ class ErrorSeries:
 
 
 _BLOCK = 1 << 15  # readings per cache-sized block (256 KiB of float64)
+_MIN = np.minimum.reduce  # the ufuncs' own reductions: no Python wrapper per block
+_MAX = np.maximum.reduce
 
 
-def _error_and_steps(
-    x: Floats, ref: Floats, m: int
-) -> tuple[
-    Floats, tuple[float, float], Floats, tuple[float, float] | None, tuple[Floats, Floats] | None
-]:
-    """The error x - ref, its extremes, its steps d = diff(e) and theirs, cache-blocked.
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What one cache-blocked pass over (values, reference, times) yields (no lag band).
 
-    Each block of e and of d is searched for its extremes while in cache, and the sums of
-    e and ref over the points of ``m`` readings (as :func:`accuracy.block_sums`) are taken
-    there too: the same element operations as ``x - ref``, ``np.diff`` and the block sums,
-    exact extremes, in one pass over memory instead of seven.
+    ``moments``: the values' mean and, about the means, sum((x - mean)^2),
+    sum((t - mean)^2) and sum((t - mean)(x - mean)).
+    """
+
+    flat: NDArray[np.bool_]  # |step of the values| <= the flat tolerance
+    smallest_step: float | None  # smallest non-zero |step of the values|
+    x_extremes: tuple[float, float]
+    ref_extremes: tuple[float, float]
+    interval_extremes: tuple[float, float] | None  # None: no timestamps, or one reading
+    err_extremes: tuple[float, float]
+    d_extremes: tuple[float, float] | None
+    dd: float  # d . d
+    ee: float  # e . e
+    e_sum: float
+    sums: tuple[Floats, Floats, Floats]  # e, ref and t summed over points of m readings
+    moments: tuple[float, float, float, float]
+
+
+def scan(  # noqa: PLR0915 - one loop doing every reduction on its block
+    x: Floats, ref: Floats, t: Floats, *, m: int, flat_tolerance: float, intervals: bool
+) -> Scan:
+    """Every whole-series figure of the reference mode without a lag band, cache-blocked.
+
+    Each block of readings (whole points of ``m``) is read from memory once; while it sits in
+    the CPU cache it yields the extremes of x, ref, the error e = x - ref, its steps
+    d = diff(e) and the time intervals (``intervals``: t holds timestamps), which steps of x
+    are flat and the smallest non-zero one, the sums of e, ref and t over the points of
+    ``m`` readings (as :func:`accuracy.block_sums`), d.d, e.e, and the block's centred
+    moments of x and t, merged afterwards as in Chan, Golub and LeVeque (1979), so the
+    standard deviation and trend need no second pass. e and d live in block-sized scratch
+    buffers (:class:`ErrorSeries` forms the whole arrays only if a check needs them). The
+    element operations are those of the whole-array forms (the same e, d, flags and
+    extremes); only the order of additions in the sums differs.
     """
     n = x.size
-    err = np.empty(n)
-    d = np.empty(max(n - 1, 0))
-    emin = dmin = math.inf
-    emax = dmax = -math.inf
+    flat = np.empty(max(n - 1, 0), dtype=bool)
+    if not n:
+        none = (0.0, 0.0)
+        empty = np.empty(0)
+        return Scan(flat, None, none, none, None, none, None, 0.0, 0.0, 0.0, (empty,) * 3, none * 2)
     points = -(-n // m)
-    e_sums, r_sums = np.empty(points), np.empty(points)
+    e_sums, r_sums, t_sums = np.empty(points), np.empty(points), np.empty(points)
     block = max(m, _BLOCK // m * m)  # whole points per block
+    blocks = -(-n // block)
+    ext = np.full((10, blocks), np.nan)  # min / max of x, ref, e, d, intervals
+    mom = np.zeros((8, blocks))  # readings, x mean, t mean, M2 x, M2 t, C tx, d.d, e.e
+    least = np.full(blocks, np.iinfo(np.uint64).max, dtype=np.uint64)
+    size = min(n, block)
+    # e (with the reading before the block, for d), then x - mean; d, then t - mean; steps.
+    ebuf, dbuf, buf = np.empty(size + 1), np.empty(size), np.empty(size)
+    one = np.uint64(1)
     ones = np.ones(m)
-    for i in range(0, n, block):
+    for b, i in enumerate(range(0, n, block)):
         j = min(n, i + block)
-        e = err[i:j]
-        np.subtract(x[i:j], ref[i:j], out=e)
-        emin, emax = min(emin, float(e.min())), max(emax, float(e.max()))
+        w = j - i
         k = max(i - 1, 0)  # steps k .. j-2 join readings k .. j-1
+        xb, rb, tb = x[i:j], ref[i:j], t[i:j]
+        ext[0, b], ext[1, b] = _MIN(xb), _MAX(xb)
+        ext[2, b], ext[3, b] = _MIN(rb), _MAX(rb)
+        ek = ebuf[: j - k]
+        np.subtract(x[k:j], ref[k:j], ek)
+        e = ek[i - k :]
+        ext[4, b], ext[5, b] = _MIN(e), _MAX(e)
+        mom[7, b] = np.dot(e, e)
+        p, rows = i // m, w // m
+        for y, sums in ((e, e_sums), (rb, r_sums), (tb, t_sums)):
+            if rows:
+                np.matmul(y[: rows * m].reshape(rows, m), ones, sums[p : p + rows])
+            if rows * m < w:
+                sums[p + rows] = np.add.reduce(y[rows * m :])
         if j - 1 > k:
-            step = d[k : j - 1]
-            np.subtract(err[k + 1 : j], err[k : j - 1], out=step)
-            dmin, dmax = min(dmin, float(step.min())), max(dmax, float(step.max()))
-        if m > 1:
-            p, rows = i // m, (j - i) // m
-            for y, sums in ((e, e_sums), (ref[i:j], r_sums)):
-                if rows:
-                    np.matmul(y[: rows * m].reshape(rows, m), ones, out=sums[p : p + rows])
-                if rows * m < j - i:
-                    sums[p + rows] = y[rows * m :].sum()
-    sums_out = (e_sums, r_sums) if m > 1 else None
-    return err, (emin, emax), d, ((dmin, dmax) if d.size else None), sums_out
+            step = dbuf[: j - 1 - k]
+            np.subtract(ek[1:], ek[:-1], step)
+            ext[6, b], ext[7, b] = _MIN(step), _MAX(step)
+            mom[6, b] = np.dot(step, step)
+            s = buf[: j - 1 - k]
+            if intervals:
+                np.subtract(t[k + 1 : j], t[k : j - 1], s)
+                ext[8, b], ext[9, b] = _MIN(s), _MAX(s)
+            np.subtract(x[k + 1 : j], x[k : j - 1], s)
+            np.abs(s, s)
+            np.less_equal(s, flat_tolerance, flat[k : j - 1])
+            # Non-negative doubles order like their bit patterns; 0 - 1 wraps out of the way.
+            patterns = s.view(np.uint64)
+            np.subtract(patterns, one, patterns)
+            least[b] = _MIN(patterns)
+        q = p + rows + (rows * m < w)
+        cx = (float(np.add.reduce(e_sums[p:q])) + float(np.add.reduce(r_sums[p:q]))) / w
+        ct = float(np.add.reduce(t_sums[p:q])) / w
+        xd, td = ebuf[:w], dbuf[:w]  # e and d are done with
+        np.subtract(xb, cx, xd)
+        np.subtract(tb, ct, td)
+        mom[0:6, b] = w, cx, ct, np.dot(xd, xd), np.dot(td, td), np.dot(td, xd)
+    counts, cxs, cts = mom[0], mom[1], mom[2]
+    x_mean = float(counts @ cxs) / n
+    t_mean = float(counts @ cts) / n
+    dx, dt = cxs - x_mean, cts - t_mean
+    moments = (
+        x_mean,
+        float(mom[3].sum() + counts @ (dx * dx)),
+        float(mom[4].sum() + counts @ (dt * dt)),
+        float(mom[5].sum() + counts @ (dx * dt)),
+    )
+
+    def pair(lo: int) -> tuple[float, float]:
+        return float(ext[lo].min()), float(ext[lo + 1].max())
+
+    has_steps = n > 1
+    return Scan(
+        flat=flat,
+        smallest_step=_from_pattern(int(least.min()) + 1) if has_steps else None,
+        x_extremes=pair(0),
+        ref_extremes=pair(2),
+        interval_extremes=pair(8) if intervals and has_steps else None,
+        err_extremes=pair(4),
+        d_extremes=pair(6) if has_steps else None,
+        dd=float(mom[6].sum()),
+        ee=float(mom[7].sum()),
+        e_sum=float(e_sums.sum()),
+        sums=(e_sums, r_sums, t_sums),
+        moments=moments,
+    )
+
+
+def _from_pattern(bits: int) -> float | None:
+    """The non-negative double with bit pattern ``bits``; None for the wrapped 0 - 1."""
+    if bits >= 1 << 63:  # only zeros (or the wrapped 0 - 1): no non-zero step
+        return None
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
 
 
 def dynamic_flags(
     spec: SensorSpec,
     flat: NDArray[np.bool_],
     *,
-    dt: Floats | float,
+    dt: Floats | float | Callable[[Indices], Floats],
     dt_min: float,
     pinned: NDArray[np.bool_],
     r: ErrorSeries,
@@ -194,7 +339,7 @@ def dynamic_flags(
     ss = spec.spike_thresholds[0]
     rs = spec.roc_thresholds[0]
     big, signed, per_s = dynamics.error_steps(
-        r.d,
+        lambda: r.d,
         r.d_ref,
         max(GAIN_ALLOWANCE, spec.tol_rel),
         threshold=ss,
@@ -241,7 +386,7 @@ def attenuated_check(spec: SensorSpec, x: Floats, r: ErrorSeries) -> tuple[Check
     if r.band is None and pts.m > 1 and window // pts.m >= 2:  # noqa: PLR2004
         # Long series: the same spans over point means (noise averaged out, signal kept).
         per_point, _ = dynamics.attenuated(
-            pts.x, pts.ref, pts.ref, tols, window // pts.m, 2, max_deficit=bound
+            pts.values(), pts.ref, pts.ref, tols, window // pts.m, 2, max_deficit=bound
         )
         if (per_point == PASS).all():
             flags = np.ones(n, dtype=np.uint8)
@@ -328,10 +473,11 @@ def drift_fit(
         mask = settled if mask is None else mask & settled
         if np.count_nonzero(mask) < DRIFT_MIN_READINGS:
             return "too few readings outside response transitions"
-    if r.err.size >= DRIFT_POINTS_FROM:
+    if r.x.size >= DRIFT_POINTS_FROM:
         pts = r.points
         keep = None if mask is None else ~np.logical_or.reduceat(~mask, pts.starts)
-        tt, yy, rr = pts.t, pts.x - pts.ref, pts.ref
+        # Without a lag band the points' error is the mean of x - ref itself.
+        tt, yy, rr = pts.t, pts.err if pts.x is None else pts.x - pts.ref, pts.ref
         if keep is not None:
             if np.count_nonzero(keep) < 2 * MIN_READINGS:
                 return "too few points outside response transitions"
@@ -350,24 +496,30 @@ def drift_fit(
             rate = np.gradient(rr, tt)
             if float(np.ptp(rate)) * tau > spec.resolution:
                 columns += [rate, response.first_order(rr, tt, tau) - rr]
-    return _slope_of_time(np.stack(columns), yy, q_floor)
+    return _slope_of_time(columns, yy, q_floor)
 
 
 def _slope_of_time(
-    columns: NDArray[np.float64], y: Floats, q_floor: float
+    columns: list[Floats], y: Floats, q_floor: float
 ) -> tuple[float, float, int] | str:
     """Least-squares coefficient of the first column (time) with intercept, per hour."""
-    k, n = columns.shape
+    k, n = len(columns), y.size
     if n < k + 2:
         return "too few readings"
-    xc = columns - columns.mean(axis=1, keepdims=True)
+    xc = np.empty((k, n))  # the centred columns, formed in place
+    for row, col in zip(xc, columns, strict=True):
+        np.subtract(col, col.mean(), out=row)
     yc = y - y.mean()
-    scale = np.sqrt(np.einsum("ij,ij->i", xc, xc))
+    gram = np.empty((k, k))  # k dot products each: BLAS dgemm is slow for so thin a product
+    for i in range(k):
+        for j in range(i + 1):
+            gram[i, j] = gram[j, i] = np.dot(xc[i], xc[j])
+    scale = np.sqrt(np.diagonal(gram))
     if not np.all(scale > 0):
         return "too few distinct times"
     # The regressors' correlation matrix (well conditioned unless collinear), without
     # forming the scaled columns z = xc / scale: z z' = (xc xc') / (scale scale').
-    corr = (xc @ xc.T) / np.outer(scale, scale)
+    corr = gram / np.outer(scale, scale)
     with np.errstate(all="ignore"):
         try:
             inv = np.linalg.inv(corr)
@@ -424,7 +576,7 @@ def judge(
     out = ReferenceFigures()
     n = x.size
     out.checks["accuracy"], out.accuracy, out.budget, out.decision = acc.assess(
-        spec, r.err, r.points, (r.max_abs_err, r.outside), sigma
+        spec, n, r.points, (r.max_abs_err, r.outside), sigma, r.moments
     )
     kept = n if mask is None else int(np.count_nonzero(mask))
     duration = float(t[-1] - t[0]) if n else 0.0
@@ -441,7 +593,7 @@ def judge(
     out.checks["response_time"], out.response = response_check(spec, x, r, t)
     out.calibration = calibrate(
         r.points,
-        r.err,
+        lambda: r.err,
         tolerance=r.tol_min,
         u_ref=spec.reference_expanded_uncertainty[0] / 2.0,
         period=float(t[-1] - t[0]) / (n - 1) if n > 1 else spec.nominal_period_s,

@@ -32,7 +32,7 @@ from sensor_backend.core import tracing
 from sensor_backend.core.retry import RetryPolicy, backoff_s
 from sensor_backend.sensor.notifications import completed_event, enqueue_failed
 from sensor_backend.sensor.outbox import enqueue
-from sensor_backend.sensor.repository import unpack
+from sensor_backend.sensor.repository import HANDOFF, read_arrays, unpack
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -123,19 +123,21 @@ class JobQueue:
         return None if row is None else Job.from_row(row)
 
     async def readings(self, job: Job) -> Readings:
-        async def read(conn: Connection) -> Any:  # noqa: ANN401 - an asyncpg Record
-            return await conn.fetchrow(
-                "SELECT values_f64, timestamps_f64, reference_f64 FROM test_readings"
-                " WHERE test_id = $1",
-                job.id,
-            )
+        handed = HANDOFF.take(job.id)  # stored by this process: no need to read it back
+        if handed is not None:
+            values, timestamps, reference = (unpack(raw) for raw in handed)
+            assert values is not None  # noqa: S101 - values are always stored
+            return Readings(values, timestamps, reference)
 
-        row = await self.db.run(read)
-        if row is None:
+        async def read(conn: Connection) -> tuple[NDArray[np.float64] | None, ...] | None:
+            return await read_arrays(conn, job.id)
+
+        stored = await self.db.run(read)
+        if stored is None:
             raise LookupError(f"test {job.id} has no stored readings")
-        values = unpack(row["values_f64"])
-        assert values is not None  # noqa: S101 - NOT NULL column
-        return Readings(values, unpack(row["timestamps_f64"]), unpack(row["reference_f64"]))
+        values, timestamps, reference = stored
+        assert values is not None  # noqa: S101 - values are always stored
+        return Readings(values, timestamps, reference)
 
     async def heartbeat(self, job: Job) -> bool:
         """Extend the lease; False when it is no longer ours (reaped, or taken over)."""

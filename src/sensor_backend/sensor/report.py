@@ -80,7 +80,8 @@ svg text { font: 11px system-ui, "DejaVu Sans", Arial, sans-serif; fill: #1d2330
 svg .axis-title { font-weight: 600; }
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 4mm; }
 footer { margin-top: 6mm; font-size: 8.5pt; color: #556; border-top: 1px solid #c8ccd4; }
-@media print { body { padding: 0; max-width: none; } a { color: inherit; text-decoration: none; } }
+@media print { body { padding: 0; max-width: none; } a { color: inherit; text-decoration: none; }
+  .pair { grid-template-columns: 1fr; } }
 """
 
 

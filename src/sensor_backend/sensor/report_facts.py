@@ -133,6 +133,9 @@ def results_block(result: dict[str, Any], unit: str) -> str:
     method = result.get("noise_method") or "\u2014"
     drift = sig(sec.num(result.get("drift_per_hour")))
     drift_u = with_unit(sig(sec.num(result.get("drift_stderr_per_hour"))), f"{unit}/h")
+    if not math.isfinite(sec.num(result.get("drift_per_hour"))):
+        check = ((result.get("checks") or {}).get("drift") or {}).get("message")
+        drift, drift_u = str(check or "not evaluated"), ""
     pairs = [
         ("bias (mean error)", sec.value_u(sec.num(acc.get("bias")), u, unit)),
         ("max |error|", sec.value_u(sec.num(acc.get("max_abs_error")), u, unit)),
@@ -140,7 +143,10 @@ def results_block(result: dict[str, Any], unit: str) -> str:
         ("within tolerance", f"{frac * 100:.1f} %" if math.isfinite(frac) else "\u2014"),
         ("expanded uncertainty U (k = 2)", with_unit(sig(big_u), unit)),
         ("noise rms", f"{with_unit(sig(sec.num(result.get('noise_rms'))), unit)} ({method})"),
-        ("drift (error slope \u00b1 its standard error)", f"{drift} \u00b1 {drift_u}"),
+        (
+            "drift (slope \u00b1 its standard error)",
+            f"{drift} \u00b1 {drift_u}" if drift_u else drift,
+        ),
         ("saturated readings", str(result.get("saturation_count"))),
     ]
     if not acc:

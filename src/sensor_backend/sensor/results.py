@@ -120,6 +120,18 @@ def _no_flags() -> NDArray[np.uint8]:
     return np.empty(0, dtype=np.uint8)
 
 
+def _flag_counts(flags: NDArray[np.uint8]) -> dict[str, int]:
+    """{flag: readings} of the flags present, in flag order.
+
+    One compare per QARTOD flag on the uint8 array (~0.4 ms a million) rather than
+    ``np.bincount``, which first widens the million bytes to int64 (~2.5 ms).
+    """
+    counts = {flag: int(np.count_nonzero(flags == flag)) for flag in FLAG_VALUES}
+    if sum(counts.values()) != flags.size:  # some other value: count everything
+        counts = dict(enumerate(np.bincount(flags).tolist()))
+    return {str(k): c for k, c in sorted(counts.items()) if c}
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class AnalysisResult:
     spec_name: str
@@ -162,10 +174,7 @@ class AnalysisResult:
                     for k, c in value.items()
                 }
             elif f.name == "aggregate_flags":
-                counts = np.bincount(value, minlength=10) if value.size else np.zeros(0)
-                data["aggregate_flag_counts"] = {
-                    str(k): int(c) for k, c in enumerate(counts.tolist()) if c
-                }
+                data["aggregate_flag_counts"] = _flag_counts(value)
                 continue
             elif isinstance(value, tuple):
                 value = list(value)

@@ -175,7 +175,8 @@ async def get_test_readings(
     "/test/{test_id}/report",
     tags=["tests"],
     summary="A completed test's printable report (self-contained HTML, prints to A4)",
-    response_class=HTMLResponse,
+    # Not HTMLResponse: FastAPI would document the JSON error bodies as text/html too.
+    response_class=Response,
     responses={
         200: {
             "description": "the report: inline CSS and SVG, no script; print it for a PDF",

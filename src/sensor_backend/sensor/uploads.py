@@ -24,11 +24,11 @@
 Why ``.npy`` and not Apache Arrow IPC: numpy is already a dependency (the analysis runs on
 it), while ``pyarrow`` is a ~40 MB wheel for what is here three flat float columns. The
 ``.npy`` format is a documented 10-byte preamble, a short ASCII header and the raw array
-bytes, so reading it is a header parse and one copy (no per-value work), and any language
-can write it (NumPy's ``np.save``; by hand: the header is a Python dict literal). Arrow's
-strengths (nested types, record batches, zero-copy across processes) buy nothing for
-three columns that are stored as ``bytea`` anyway. ``allow_pickle=False`` always: an
-object array would run arbitrary code on load.
+bytes, so reading it is a header parse (float64 is then used in place: no copy, no
+per-value work), and any language can write it (NumPy's ``np.save``; by hand: the header
+is a Python dict literal). Arrow's strengths (nested types, record batches, zero-copy
+across processes) buy nothing for three columns that are stored as ``bytea`` anyway.
+``allow_pickle=False`` always: an object array would run arbitrary code on load.
 
 For CSV and multipart bodies the device id and the options travel as query parameters
 (``device_id`` required; ``decision_rule``, ``reference_uncertainty`` and
@@ -37,9 +37,10 @@ same readings and options give the same request (and the same ``Idempotency-Key`
 fingerprint) whatever the format.
 
 Parsing is vectorised: ``np.loadtxt`` (NumPy's C tokenizer) for the numbers, one
-``astype('datetime64[us]')`` for ISO timestamps, ``np.lib.format.read_array`` for
-``.npy``. Only when that fails is the file scanned row by row in Python, to name the
-first bad row and column in the 422.
+``astype('datetime64[us]')`` for ISO timestamps; a ``.npy`` part is its header parsed and
+``np.frombuffer`` on the request body itself (no copy of a float64 part). Only when that
+fails is the file scanned row by row in Python, to name the first bad row and column in
+the 422.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ _ISO = f"S{_ISO_WIDTH}"
 _EPOCH = np.datetime64(0, "us")
 _PART_NAME = re.compile(r'(?:^|;)\s*name="([^"]*)"', re.IGNORECASE)
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
+# The preamble, a version 1.0 header at its longest (2-byte length) and the
+# padding: NumPy itself refuses headers over 10,000 bytes (``max_header_size``).
+_NPY_HEAD = 12 + 65535 + 64
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
@@ -401,7 +405,9 @@ def multipart_parts(raw: bytes, content_type: str) -> dict[str, memoryview]:
         if line_end < 0 or head_end < 0:
             raise BadRequest("multipart part without headers")
         headers = raw[line_end + 2 : head_end].decode("latin-1")
-        nxt = raw.find(separator, head_end + 4)
+        nxt = _npy_end(view, head_end + 4)
+        if nxt < 0 or not raw.startswith(separator, nxt):
+            nxt = raw.find(separator, head_end + 4)
         if nxt < 0:
             raise BadRequest("multipart body without its close delimiter")
         name = _part_name(headers)
@@ -409,6 +415,30 @@ def multipart_parts(raw: bytes, content_type: str) -> dict[str, memoryview]:
             raise UploadError(f"body.{name}", "part given twice", "npy_part", part=name)
         parts[name] = view[head_end + 4 : nxt]
         pos = nxt + len(separator)
+
+
+def _npy_end(view: memoryview, start: int) -> int:
+    """Where the ``.npy`` file at ``start`` ends by its own header, or -1.
+
+    Lets `multipart_parts` check for the delimiter right there instead of searching 8 MB
+    of array bytes for it (~2 ms a million readings); anything unexpected: -1, and the
+    search decides. A conforming body (RFC 2046 §5.1.1: the boundary occurs in no part)
+    is split the same either way.
+    """
+    try:
+        stream = io.BytesIO(view[start : start + _NPY_HEAD])
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            return -1
+    except (ValueError, EOFError, SyntaxError, TypeError):
+        return -1
+    if dtype.hasobject or any(d < 0 for d in shape):
+        return -1
+    return start + stream.tell() + math.prod(shape) * dtype.itemsize
 
 
 def _part_name(headers: str) -> str:
@@ -427,7 +457,7 @@ def _npy(name: str, data: memoryview, max_readings: int) -> NDArray[np.float64]:
     def bad(problem: str, kind: str = "npy_part") -> UploadError:
         return UploadError(f"body.{name}", f"part {name}: {problem}", kind, part=name)
 
-    stream = io.BytesIO(data)
+    stream = io.BytesIO(data[:_NPY_HEAD])  # the header only: BytesIO copies what it gets
     try:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
