@@ -25,10 +25,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY src/ ./src/
-# The project's wheel and one wheel per dependency. Binary wheels only: every dependency
-# ships manylinux wheels for CPython 3.11 on amd64 and arm64, so no compiler is needed, and a
-# dependency that would need one fails the build here instead of pulling gcc into the image.
-RUN pip wheel --no-cache-dir --only-binary=:all: --wheel-dir /wheels .
+# The project's wheel and one wheel per dependency, with the `pdf` extra (WeasyPrint, for
+# GET /test/{id}/report.pdf) and the `tracing` extra (OpenTelemetry SDK and OTLP/HTTP
+# exporter, imported only when OTEL_* variables configure tracing). Binary wheels only:
+# every dependency ships manylinux (or pure Python) wheels for CPython 3.11 on amd64 and
+# arm64, so no compiler is needed, and a dependency that would need one fails the build
+# here instead of pulling gcc into the image.
+RUN pip wheel --no-cache-dir --only-binary=:all: --wheel-dir /wheels '.[pdf,tracing]' .
 
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -45,10 +48,21 @@ RUN groupadd --system --gid 10001 sensor \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin sensor
 
+# What WeasyPrint loads at run time (its install notes for Debian): pango with its FreeType
+# backend, HarfBuzz's subsetter for the embedded fonts, and DejaVu (the report's fallback
+# font: the slim image has none). Versions are the base image's Debian release's.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+       libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 # Installed from the builder's wheels through a bind mount: the wheels never become a layer,
-# and this stage has no compiler, no source tree and no network index (--no-index).
+# and this stage has no compiler, no source tree and no network index (--no-index). The
+# wheel with its `pdf` and `tracing` extras (pip's "<wheel file>[extra]" form).
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/sensor_backend-*.whl \
+    pip install --no-cache-dir --no-index --find-links=/wheels \
+       "$(echo /wheels/sensor_backend-*.whl)[pdf,tracing]" \
     && pip check
 
 # Containers listen on every interface (the services default to 127.0.0.1), refuse

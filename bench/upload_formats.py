@@ -16,7 +16,9 @@ that time went, from the service's own timestamps (same clock, loopback):
 * run: claimed until finished (``finished_at``, when the result's transaction began):
   the readings (handed over in-process when the accepting replica claims the test, else
   read back), the analysis, shaping the result; ``analysis`` is the part the service
-  timed as such (``processing_ms``: the analysis and the result document);
+  timed as such (``processing_ms``: the analysis and the result document). An idle
+  worker pool begins the analysis while the readings are being inserted, so it mostly
+  lies inside ``insert`` and ``run`` is near zero;
 * record+poll: from there until this client saw the verdict: writing the result, the
   flags and the event (one COMMIT), and the polling (every 10 ms, a GET each).
 """

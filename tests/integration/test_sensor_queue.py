@@ -252,6 +252,15 @@ async def test_readings_round_trip_as_float64(db, handed_off, count):
     assert HANDOFF.take(new.id) is None  # taken once, or never kept
 
 
+async def test_a_claimed_job_holds_the_spec_and_params_as_submitted(db):
+    """What a worker analyses ahead from the submission equals what the claimed row holds."""
+    new = new_test(values=np.arange(10.0))
+    new = dataclasses.replace(new, params={"readings": {"reference": False}, "x": 0.1})
+    await TestRepository(db).submit(new)
+    job = await JobQueue(db, lease_s=30, retry_base_s=0.01).claim("w")
+    assert (job.spec, job.source, job.params) == (new.spec, new.source, new.params)
+
+
 async def test_readings_with_a_missing_block_are_an_error_not_zeros(db):
     """A series whose stored blocks leave a gap is refused, never filled in."""
     new = new_test(values=np.arange(2500.0))

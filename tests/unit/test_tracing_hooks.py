@@ -1,4 +1,4 @@
-"""core/tracing.py: off without OTEL_*, and when on, spans whose ids are the logs' ids.
+"""core/tracing.py and core/spans.py: off without OTEL_*, and when on, spans with the logs' ids.
 
 The on-path tests install a tracer over the SDK's in-memory exporter (the OTLP/HTTP export
 itself is proven against real processes in tests/integration/test_tracing.py).
@@ -18,6 +18,7 @@ from sensor_backend.core import request_context, tracing
 from sensor_backend.core.app import ServiceContext, create_app
 from sensor_backend.core.request_context import outgoing_headers, trace_var
 from sensor_backend.core.settings import ServiceSettings
+from sensor_backend.core.spans import ClientSpan, EventSpans
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -164,19 +165,19 @@ def test_span_continues_a_stored_traceparent_and_sets_the_log_ids(exported) -> N
 def test_event_spans_continue_each_events_own_trace(exported) -> None:
     """One span per item, each a child of its own traceparent; none for an item without."""
     other = f"00-{'1' * 32}-{'2' * 16}-01"
-    spans = tracing.EventSpans("relay", "producer", [TRACEPARENT, None, other], [{}, {}, {}])
-    assert spans.traceparents[1] is None
-    spans.end("HTTP 503")
+    batch = EventSpans("relay", "producer", [TRACEPARENT, None, other], [{}, {}, {}])
+    assert batch.traceparents[1] is None
+    batch.end("HTTP 503")
     finished = exported.get_finished_spans()
     assert [f"{s.context.trace_id:032x}" for s in finished] == [TRACE_ID, "1" * 32]
     assert [s.status.status_code.name for s in finished] == ["ERROR", "ERROR"]
     # The parent's flags (sampled) are kept.
-    assert spans.traceparents[0] == f"00-{TRACE_ID}-{_hex(finished[0].context.span_id)}-01"
+    assert batch.traceparents[0] == f"00-{TRACE_ID}-{_hex(finished[0].context.span_id)}-01"
 
 
 def test_client_span_replaces_the_traceparent_header(exported) -> None:
     """The client span becomes the downstream's parent, in a dict or a list of pairs."""
-    client = tracing.ClientSpan("sensor", "POST", "/test/x?y=1")
+    client = ClientSpan("sensor", "POST", "/test/x?y=1")
     as_dict = client.inject({"Traceparent": "old", "a": "b"})
     as_list = client.inject([("traceparent", "old"), ("a", "b")])
     client.end()

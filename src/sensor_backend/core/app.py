@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from sensor_backend import __version__
-from sensor_backend.core import tracing
+from sensor_backend.core import spans, tracing
 from sensor_backend.core.breaker import BreakerRegistry, CircuitOpenError
 from sensor_backend.core.errors import BadRequest, PayloadTooLarge, ServiceError, Unavailable
 from sensor_backend.core.fault_injection import FaultInjectionMiddleware
@@ -138,7 +138,7 @@ class ObservabilityMiddleware:
         if tracing.state.tracer is not None and scope["path"] not in QUIET_PATHS:
             # The span's ids replace ours, so the log lines carry the exported ids. Health
             # checks and scrapes (every few seconds, from every prober) are not traced.
-            server_span = tracing.ServerSpan(scope, tp_raw)
+            server_span = spans.ServerSpan(scope, tp_raw)
             trace = server_span.trace
         rid_token = request_id_var.set(rid)
         trace_token = trace_var.set(trace)

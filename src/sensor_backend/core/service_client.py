@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from sensor_backend.core import tracing
+from sensor_backend.core import spans, tracing
 from sensor_backend.core.errors import RequestTimeout
 from sensor_backend.core.retry import RetryPolicy, retry_async
 
@@ -179,13 +179,13 @@ class Exchange:
         self._timeout = timeout
         self._replica: Replica | None = None
         self._response: aiohttp.ClientResponse | None = None
-        self._span: tracing.ClientSpan | None = None
+        self._span: spans.ClientSpan | None = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         if tracing.state.tracer is None:
             return await self._enter()
         # One client span for the call, all tries in it; the downstream's parent is it.
-        span = self._span = tracing.ClientSpan(self._client.name, self._method, self._path)
+        span = self._span = spans.ClientSpan(self._client.name, self._method, self._path)
         self._headers = span.inject(self._headers)
         try:
             resp = await self._enter()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sensor_backend import __version__
 from sensor_backend.core import request_context
@@ -29,12 +29,11 @@ from sensor_backend.core.log import get_logger
 from sensor_backend.core.request_context import TraceContext, parse_traceparent, trace_var
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Iterator, Mapping
 
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, SpanKind, Tracer
-    from starlette.types import Scope
 
 log = get_logger("tracing")
 Attributes = dict[str, str | int | float | bool]
@@ -191,8 +190,8 @@ def end_span(span: Span, error: BaseException | str | None = None) -> None:
     span.end()
 
 
-class _Active:
-    """What `span` yields: attributes may be added; a no-op when tracing is off."""
+class Active:
+    """A span that attributes may be added to; a no-op around None (tracing off)."""
 
     __slots__ = ("span",)
 
@@ -206,7 +205,7 @@ class _Active:
                     self.span.set_attribute(key, value)
 
 
-_OFF = _Active(None)
+_OFF = Active(None)
 
 
 @contextmanager
@@ -216,7 +215,7 @@ def span(
     traceparent: str | None = None,
     kind: str = "internal",
     attributes: Attributes | None = None,
-) -> Iterator[_Active]:
+) -> Iterator[Active]:
     """A span made current for the block (its ids in the log lines too); no-op when off."""
     if state.tracer is None:
         yield _OFF
@@ -228,7 +227,7 @@ def span(
     trace_token = trace_var.set(trace_context_of(started))
     error: BaseException | None = None
     try:
-        yield _Active(started)
+        yield Active(started)
     except BaseException as exc:
         error = exc
         raise
@@ -244,7 +243,7 @@ def annotate(attributes: Mapping[str, object]) -> None:
         return
     from opentelemetry import trace  # noqa: PLC0415 - only when on
 
-    _Active(trace.get_current_span()).set(attributes)
+    Active(trace.get_current_span()).set(attributes)
 
 
 def current_traceparent(fallback: str | None) -> str | None:
@@ -255,108 +254,3 @@ def current_traceparent(fallback: str | None) -> str | None:
 
     current = trace.get_current_span()
     return traceparent_of(current) if current.get_span_context().is_valid else fallback
-
-
-# -- HTTP ---------------------------------------------------------------------------------
-
-
-class ServerSpan:
-    """The span of one request in the core middleware (core/app.py); current while it runs."""
-
-    __slots__ = ("_span", "_token", "trace")
-
-    def __init__(self, scope: Scope, traceparent: str | None) -> None:
-        from opentelemetry import context, trace  # noqa: PLC0415 - only when on
-
-        method = scope["method"]
-        self._span = start_span(
-            method,
-            traceparent=traceparent,
-            kind="server",
-            attributes={"http.request.method": method, "url.path": scope["path"]},
-        )
-        self.trace = trace_context_of(self._span)
-        self._token = context.attach(trace.set_span_in_context(self._span))
-
-    def end(self, scope: Scope, status: int) -> None:
-        from opentelemetry import context  # noqa: PLC0415 - only when on
-
-        route = getattr(scope.get("route"), "path", None)
-        if route:
-            self._span.update_name(f"{scope['method']} {route}")
-            self._span.set_attribute("http.route", route)
-        self._span.set_attribute("http.response.status_code", status)
-        end_span(self._span, f"HTTP {status}" if status >= 500 else None)  # noqa: PLR2004
-        context.detach(self._token)
-
-
-class ClientSpan:
-    """The span of one call to another service (core/service_client.py), all tries in it."""
-
-    __slots__ = ("_span",)
-
-    def __init__(self, service: str, method: str, path: str) -> None:
-        self._span = start_span(
-            f"{method} {service}",
-            kind="client",
-            attributes={
-                "http.request.method": method,
-                "url.path": path.split("?", 1)[0],
-                "peer.service": service,
-            },
-        )
-
-    def inject(self, headers: Any) -> Any:  # noqa: ANN401 - a dict, a list of pairs or None
-        """``headers`` with this span as the downstream's parent."""
-        value = traceparent_of(self._span)
-        if headers is None:
-            return {"traceparent": value}
-        if isinstance(headers, dict):
-            kept = {k: v for k, v in headers.items() if k.lower() != "traceparent"}
-            return {**kept, "traceparent": value}
-        kept_pairs = [(k, v) for k, v in headers if k.lower() != "traceparent"]
-        return [*kept_pairs, ("traceparent", value)]
-
-    def status(self, status: int) -> None:
-        self._span.set_attribute("http.response.status_code", status)
-
-    def end(self, error: BaseException | None = None) -> None:
-        end_span(self._span, error)
-
-
-# -- batches of events --------------------------------------------------------------------
-
-
-class EventSpans:
-    """One span per item of a batch, each a child of the item's own ``traceparent``.
-
-    Items without a valid traceparent get no span (their entry in ``traceparents`` is
-    None). ``traceparents`` are the spans' own, for the next hop to continue.
-    """
-
-    __slots__ = ("_spans", "traceparents")
-
-    def __init__(
-        self,
-        name: str,
-        kind: str,
-        parents: Sequence[str | None],
-        attributes: Sequence[Attributes],
-        *,
-        link_current: bool = False,
-    ) -> None:
-        self._spans: list[Span | None] = [
-            start_span(name, traceparent=p, kind=kind, attributes=a, link_current=link_current)
-            if parse_traceparent(p) is not None
-            else None
-            for p, a in zip(parents, attributes, strict=True)
-        ]
-        self.traceparents = [None if s is None else traceparent_of(s) for s in self._spans]
-
-    def set(self, index: int, attributes: Mapping[str, object]) -> None:
-        _Active(self._spans[index]).set(attributes)
-
-    def end(self, error: BaseException | str | None = None) -> None:
-        for started in self._spans:
-            if started is not None:
-                end_span(started, error)

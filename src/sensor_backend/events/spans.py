@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from sensor_backend.core import tracing
+from sensor_backend.core.spans import EventSpans
 
 if TYPE_CHECKING:
+    from sensor_backend.core import tracing
     from sensor_backend.core.cloudevents import CloudEvent
 
 TRACEPARENT = "traceparent"
@@ -32,11 +33,9 @@ def _attributes(event_id: object, event_type: object, topic: str) -> tracing.Att
     }
 
 
-def receive_spans(
-    events: list[CloudEvent], topic: str
-) -> tuple[tracing.EventSpans, list[CloudEvent]]:
+def receive_spans(events: list[CloudEvent], topic: str) -> tuple[EventSpans, list[CloudEvent]]:
     """A receive span per event; the events re-stamped with their span's traceparent."""
-    spans = tracing.EventSpans(
+    spans = EventSpans(
         "event receive",
         "consumer",
         [e.traceparent for e in events],
@@ -50,10 +49,10 @@ def receive_spans(
     return spans, stamped
 
 
-def produce_spans(records: list[tuple[bytes, bytes | None]], topic: str) -> tracing.EventSpans:
+def produce_spans(records: list[tuple[bytes, bytes | None]], topic: str) -> EventSpans:
     """A publish span per record, child of the traceparent inside its event."""
     docs = [json.loads(value) for value, _ in records]
-    return tracing.EventSpans(
+    return EventSpans(
         f"publish {topic}",
         "producer",
         [doc.get(TRACEPARENT) for doc in docs],
@@ -61,7 +60,7 @@ def produce_spans(records: list[tuple[bytes, bytes | None]], topic: str) -> trac
     )
 
 
-def record_headers(spans: tracing.EventSpans | None, index: int) -> list[tuple[str, bytes]] | None:
+def record_headers(spans: EventSpans | None, index: int) -> list[tuple[str, bytes]] | None:
     """A record's Kafka headers: its publish span's traceparent, when traced."""
     if spans is None:
         return None
@@ -69,7 +68,7 @@ def record_headers(spans: tracing.EventSpans | None, index: int) -> list[tuple[s
     return None if traceparent is None else [(TRACEPARENT, traceparent.encode())]
 
 
-def end_produce_spans(spans: tracing.EventSpans, outcomes: list[Any]) -> None:
+def end_produce_spans(spans: EventSpans, outcomes: list[Any]) -> None:
     for index, outcome in enumerate(outcomes):
         if not isinstance(outcome, BaseException):
             spans.set(
@@ -97,7 +96,7 @@ def _event_traceparent(record: Any) -> str | None:  # noqa: ANN401 - a ConsumerR
     return value if isinstance(value, str) else None
 
 
-def process_spans(records: list[Any], rows: list[Any], topic: str) -> tracing.EventSpans:
+def process_spans(records: list[Any], rows: list[Any], topic: str) -> EventSpans:
     """A process span per consumed record (``rows``: what `consumer.to_row` made of them)."""
     attributes: list[tracing.Attributes] = []
     for record, row in zip(records, rows, strict=True):
@@ -110,7 +109,7 @@ def process_spans(records: list[Any], rows: list[Any], topic: str) -> tracing.Ev
         if row.verdict:
             attrs["sensor.verdict"] = row.verdict
         attributes.append(attrs)
-    return tracing.EventSpans(
+    return EventSpans(
         f"process {topic}",
         "consumer",
         [_header(record) or _event_traceparent(record) for record in records],

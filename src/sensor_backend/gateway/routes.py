@@ -109,6 +109,13 @@ RULES: tuple[ProxyRule, ...] = (
         "/test/{test_id}/report",
         "A test's printable report (HTML, A4)",
     ),
+    ProxyRule(
+        "GET",
+        "/test/{test_id}/report.pdf",
+        "sensor",
+        "/test/{test_id}/report.pdf",
+        "A test's report as an A4 PDF",
+    ),
     ProxyRule("GET", "/tests", "sensor", "/tests", "List sensor tests"),
     ProxyRule("GET", "/sensor-types", "sensor", "/sensor-types", "List sensor types"),
     ProxyRule("POST", "/sensor-types", "sensor", "/sensor-types", "Define a sensor type (admin)"),

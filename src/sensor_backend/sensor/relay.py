@@ -48,6 +48,7 @@ from sensor_backend.core.log import get_logger
 from sensor_backend.core.retry import RetryPolicy, backoff_s
 from sensor_backend.core.service_client import UpstreamUnreachableError
 from sensor_backend.core.service_token import ServiceTokenError, ServiceTokenProvider
+from sensor_backend.core.spans import EventSpans
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -298,13 +299,13 @@ class Relay:
 
 def relay_spans(
     events: list[dict[str, Any]],
-) -> tuple[tracing.EventSpans, list[dict[str, Any]]]:
+) -> tuple[EventSpans, list[dict[str, Any]]]:
     """A span per event, child of the span that wrote it; the events re-stamped with it.
 
     The event service's receive span then continues the relay's span (README "Traces").
     Only an event that carries a traceparent is re-stamped, so its size does not change.
     """
-    spans = tracing.EventSpans(
+    spans = EventSpans(
         "outbox relay",
         "producer",
         [event.get("traceparent") for event in events],

@@ -8,7 +8,8 @@ with its reasons, plots, the dates of test and issue and who ran the test.
 
 One self-contained HTML page: inline CSS, inline SVG (`report_plots`), no script and no
 fetch, so it renders under ``default-src 'none'`` and prints to A4 (``@page``) from any
-browser; "Print to PDF" is the PDF (no PDF renderer is a dependency of this service).
+browser ("Print to PDF"); ``GET /test/{test_id}/report.pdf`` renders this page with
+WeasyPrint, the optional ``pdf`` extra (`report_pdf`).
 The report id is derived from the test id and its finish time, so the same result always
 has the same id, and a rerun (a new finish) gets a new one.
 """
@@ -49,7 +50,7 @@ CSP = (
 FOOTNOTE = (
     "Flags: IOOS QARTOD (1 pass, 2 not evaluated, 3 suspect, 4 fail, 9 missing). Uncertainty "
     "after the GUM (JCGM 100:2008), U at k = 2 (about 95 %); decision rule after "
-    "ILAC-G8:09/2019. Print on A4: the browser's Print to PDF gives the PDF."
+    "ILAC-G8:09/2019. Prints on A4; the PDF is /test/<test id>/report.pdf."
 )
 CSS = """
 @page { size: A4; margin: 14mm 12mm 16mm 12mm; }
@@ -183,7 +184,9 @@ def render(
         f"<span {badge}>{esc(verdict)}</span></p>{identity}</header>",
         *(f"<section><h2>{esc(h)}</h2>{part}</section>" for h, part in sections[:-1]),
         f"<h2>Plots</h2>{''.join(plots)}",
-        f"<section><h2>{sections[-1][0]}</h2>{sections[-1][1]}</section>",
+        # Like the plots, no <section>: two tall figures kept on one page leave most of the
+        # page before them blank (the heading still keeps with the first figure).
+        f"<h2>{sections[-1][0]}</h2>{sections[-1][1]}",
         f"<h2>QC checks</h2>{sec.checks_table(result.get('checks') or {})}",
         f"<footer><p>Report {esc(rid)} of test {esc(test_id)}; issued {issued}. {FOOTNOTE}</p>",
         "</footer>",

@@ -17,6 +17,13 @@ from typing import Literal
 from sensor_backend.sensor.report_axes import Axis, linear_axis, log_axis
 
 LEGEND_ROW = 16
+# Paint and type as presentation attributes, not only the page's stylesheet: WeasyPrint (the
+# PDF route) styles an inline SVG from its own attributes and ``<style>`` alone, never from
+# the HTML's CSS. Attributes are no inline style under a CSP, so the report's policy and the
+# console's hash-only one still hold; in a browser the page's CSS (the same values) wins.
+INK = "#1d2330"
+GRID = "#e3e6ec"
+TYPE = {"font_family": "system-ui, 'DejaVu Sans', Arial, sans-serif", "font_size": 11}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +127,7 @@ def _legend_rows(items: list[LegendItem], x0: float, right: float) -> list[list[
 
 
 def _legend(rows: list[list[LegendItem]], x0: float, y0: float) -> list[str]:
-    out = ['<g class="legend">']
+    out = [f'<g class="legend"{_attrs(fill=INK)}>']
     for r, row in enumerate(rows):
         x, y = x0, y0 + r * LEGEND_ROW
         for it in row:
@@ -215,27 +222,32 @@ def chart(
         (
             f'<svg xmlns="http://www.w3.org/2000/svg"{_attrs(viewBox=view, role="img")}'
             f'{_attrs(aria_label=label, data_series=series)} width="{width}"'
-            f' height="{height + legend_h}">'
+            f' height="{height + legend_h}"{_attrs(**TYPE)}>'
         ),
         f"<title>{escape(label)}</title>",
-        '<g class="axes">',
+        f'<g class="axes"{_attrs(fill=INK)}>',
     ]
+    grid = _attrs(class_="grid", stroke=GRID)
+    axis = _attrs(class_="axis", stroke=INK)
     for t in y_ax.ticks:
         yy = sy(t.value)
-        out.append(f'<line class="grid" x1="{left}" x2="{right}" y1="{yy:.1f}" y2="{yy:.1f}"/>')
+        out.append(f'<line{grid} x1="{left}" x2="{right}" y1="{yy:.1f}" y2="{yy:.1f}"/>')
         out.append(_text(left - 5, yy + 3, t.label, "tick y-tick", "end"))
     every = max(1, math.ceil(len(x_ax.ticks) / 12))
     for i, t in enumerate(x_ax.ticks):
         xx = sx(t.value)
-        out.append(f'<line class="grid" x1="{xx:.1f}" x2="{xx:.1f}" y1="{top}" y2="{bottom}"/>')
+        out.append(f'<line{grid} x1="{xx:.1f}" x2="{xx:.1f}" y1="{top}" y2="{bottom}"/>')
         if i % every == 0:
             out.append(_text(xx, bottom + 14, t.label, "tick x-tick", "middle"))
-    out.append(f'<line class="axis" x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
-    out.append(f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{bottom}"/>')
-    out.append(_text((left + right) / 2, bottom + 30, x.title, "axis-title", "middle"))
+    out.append(f'<line{axis} x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}"/>')
+    out.append(f'<line{axis} x1="{left}" x2="{left}" y1="{top}" y2="{bottom}"/>')
+    bold = {"font_weight": 600}
+    out.append(_text((left + right) / 2, bottom + 30, x.title, "axis-title", "middle", **bold))
     mid = (top + bottom) / 2
     out.append(
-        _text(12, mid, y.title, "axis-title", "middle", transform=f"rotate(-90 12 {mid:.1f})")
+        _text(
+            12, mid, y.title, "axis-title", "middle", transform=f"rotate(-90 12 {mid:.1f})", **bold
+        )
     )
     out.append('</g><g class="layers">')
     for layer in layers:

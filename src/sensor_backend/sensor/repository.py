@@ -28,6 +28,7 @@ from sensor_backend.core.sql import newest_first
 from sensor_backend.sensor.models import InvalidRequestError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from numpy.typing import NDArray
@@ -91,9 +92,13 @@ class Handoff:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[uuid.UUID, StoredArrays] = OrderedDict()
         self._size = 0  # only ever used on the event loop: no lock
+        # Told of each test as it is being stored (the worker pool analyses it meanwhile).
+        self.listener: Callable[[NewTest], None] | None = None
 
-    def put(self, test_id: uuid.UUID, arrays: StoredArrays) -> None:
+    def put(self, test_id: uuid.UUID, arrays: StoredArrays, *, test: NewTest | None = None) -> None:
         size = sum(len(a) for a in arrays if a is not None)
+        if test is not None and self.listener is not None:
+            self.listener(test)
         if size > self.max_bytes:
             return
         self._drop(test_id)
@@ -231,12 +236,13 @@ class TestRepository:
                 return await _replay(conn, new)
             if new.values is not None:
                 arrays = (new.values, new.timestamps, new.reference)
+                # Before the COPY: a worker of this process may analyse them meanwhile.
+                HANDOFF.put(new.id, arrays, test=new)
                 await conn.copy_records_to_table(
                     "test_reading_blocks",
                     columns=BLOCK_COLUMNS,
                     records=blocks(new.id, arrays),
                 )
-                HANDOFF.put(new.id, arrays)
             return Submitted(new.id, row["status"], created=True)
 
         try:

@@ -18,9 +18,9 @@ from fastapi.responses import HTMLResponse
 from sensor_backend.core.api_types import INT64_MAX, Rfc3339
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.errors import NotFound
-from sensor_backend.core.openapi import error_responses
+from sensor_backend.core.openapi import ErrorBody, error_responses
 from sensor_backend.core.security import AdminToken, TestsRead, TestsWrite
-from sensor_backend.sensor import report
+from sensor_backend.sensor import report, report_pdf
 from sensor_backend.sensor.catalog import describe, parse_new_type
 from sensor_backend.sensor.models import (
     IDEMPOTENCY_KEY,
@@ -200,6 +200,43 @@ async def get_test_report(request: Request, test_id: uuid.UUID, _: TestsRead) ->
         headers={
             "Content-Security-Policy": report.CSP,
             "Content-Disposition": f'inline; filename="report-{rid}.html"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.get(
+    "/test/{test_id}/report.pdf",
+    tags=["tests"],
+    summary="The same report as an A4 PDF (WeasyPrint; the optional `pdf` extra)",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the report as a PDF, A4 pages; about a second to render",
+            "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+            "headers": {
+                "Content-Disposition": {
+                    "description": "inline; filename=report-<report id>.pdf",
+                    "schema": {"type": "string"},
+                },
+            },
+        },
+        **error_responses(401, 403, 404, 409, 429, 503),
+        501: {
+            "model": ErrorBody,
+            "description": "No PDF renderer here: the `pdf` extra (WeasyPrint, pango) is missing",
+        },
+    },
+)
+async def get_test_report_pdf(request: Request, test_id: uuid.UUID, _: TestsRead) -> Response:
+    """The report as a PDF; 429 with Retry-After while this process renders another one."""
+    await report_pdf.check_renderer()  # 501 first: without the extra nothing else matters
+    rid, pdf = await report_pdf.build(service(request), test_id)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="report-{rid}.pdf"',
             "X-Content-Type-Options": "nosniff",
         },
     )

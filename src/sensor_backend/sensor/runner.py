@@ -31,14 +31,26 @@ class InvalidJob(ValueError):
 
 
 def run_job(job: Job, readings: Readings | None, *, max_indices: int) -> Outcome:
+    return run_analysis(job.spec, job.source, job.params, readings, max_indices=max_indices)
+
+
+def run_analysis(
+    spec_doc: dict[str, Any],
+    source: str,
+    params_doc: dict[str, Any],
+    readings: Readings | None,
+    *,
+    max_indices: int,
+) -> Outcome:
+    """A test's outcome from what its row stores (spec, source, params) and its readings."""
     started = time.perf_counter()
     try:
-        spec = SensorSpec.model_validate(job.spec)
+        spec = SensorSpec.model_validate(spec_doc)
         extra: dict[str, Any] = {}
         timestamps: NDArray[np.float64] | None
         reference: NDArray[np.float64] | None
-        if job.source == "simulate":
-            params = job.params["simulate"]
+        if source == "simulate":
+            params = params_doc["simulate"]
             sim = simulate(
                 spec, n=params["n"], seed=params["seed"], faults=parse_faults(params["faults"])
             )

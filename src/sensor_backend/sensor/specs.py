@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, Self, TypeAlias
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -49,7 +49,10 @@ class UnknownSensorTypeError(KeyError):
 
 
 class SensorSpec(BaseModel):
-    """What one sensor type promises; every number in the unit of ``unit``."""
+    """What one sensor type promises; every number in the unit of ``unit``.
+
+    Numbers are strict: a JSON boolean or a numeric string is refused (422), not read as 1.0.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
@@ -57,41 +60,43 @@ class SensorSpec(BaseModel):
     quantity: str = Field(min_length=1, max_length=50)
     unit: str = Field(min_length=1, max_length=20)
     # Sensor range: a reading outside is a QARTOD gross-range FAIL.
-    range_min: float
-    range_max: float
+    range_min: StrictFloat
+    range_max: StrictFloat
     # Operating / climatological span (defaults to the range): outside it is SUSPECT.
-    suspect_min: float | None = None
-    suspect_max: float | None = None
-    tol_abs: float = Field(ge=0)
-    tol_rel: float = Field(default=0.0, ge=0)
-    resolution: float = Field(gt=0)
-    noise_limit: float = Field(gt=0, description="rms ceiling of the noise")
-    drift_limit: float = Field(gt=0, description="per hour, of the error against the reference")
-    sample_rate_hz: float = Field(gt=0)
+    suspect_min: StrictFloat | None = None
+    suspect_max: StrictFloat | None = None
+    tol_abs: StrictFloat = Field(ge=0)
+    tol_rel: StrictFloat = Field(default=0.0, ge=0)
+    resolution: StrictFloat = Field(gt=0)
+    noise_limit: StrictFloat = Field(gt=0, description="rms ceiling of the noise")
+    drift_limit: StrictFloat = Field(
+        gt=0, description="per hour, of the error against the reference"
+    )
+    sample_rate_hz: StrictFloat = Field(gt=0)
     # QARTOD spike test (differential method), in units; None = derived from noise_limit.
-    spike_suspect: float | None = Field(default=None, gt=0)
-    spike_fail: float | None = Field(default=None, gt=0)
+    spike_suspect: StrictFloat | None = Field(default=None, gt=0)
+    spike_fail: StrictFloat | None = Field(default=None, gt=0)
     # QARTOD rate of change, units per second; None = spike thresholds per nominal period.
-    roc_suspect: float | None = Field(default=None, gt=0)
-    roc_fail: float | None = Field(default=None, gt=0)
+    roc_suspect: StrictFloat | None = Field(default=None, gt=0)
+    roc_fail: StrictFloat | None = Field(default=None, gt=0)
     # Flat line (stuck-at): consecutive readings within the tolerance (None = resolution / 2).
-    flat_line_tolerance: float | None = Field(default=None, ge=0)
-    flat_line_suspect_count: int = Field(default=30, ge=3)
-    flat_line_fail_count: int = Field(default=60, ge=3)
+    flat_line_tolerance: StrictFloat | None = Field(default=None, ge=0)
+    flat_line_suspect_count: StrictInt = Field(default=30, ge=3)
+    flat_line_fail_count: StrictInt = Field(default=60, ge=3)
     # Saturation: this many consecutive readings pinned at a range limit is a FAIL.
-    saturation_count: int = Field(default=3, ge=1)
+    saturation_count: StrictInt = Field(default=3, ge=1)
     # Where noise_limit comes from: a datasheet figure, or a bench-rig choice (can then only
     # make a test suspect, unless the noise makes the accuracy tolerance impossible to meet).
     noise_limit_source: FigureSource = "rig"
     # Datasheet response time tau63 in seconds (None: the datasheet gives none). A lag behind a
     # reference change within this time constant is expected, not an accuracy error.
-    response_tau_s: float | None = Field(default=None, gt=0)
+    response_tau_s: StrictFloat | None = Field(default=None, gt=0)
     # Expanded uncertainty (k=2) of the reference in the spec's unit; None = tol_abs / 4.
-    reference_uncertainty: float | None = Field(default=None, ge=0)
+    reference_uncertainty: StrictFloat | None = Field(default=None, ge=0)
     # ILAC-G8:09/2019 decision rule for the accuracy test: guarded (w = U) or simple acceptance.
     decision_rule: DecisionRule = "guarded"
     # Missing readings (estimated from timestamp gaps) above this fraction fail the gap check.
-    missing_fail_fraction: float = Field(default=0.05, ge=0, le=1)
+    missing_fail_fraction: StrictFloat = Field(default=0.05, ge=0, le=1)
     sources: tuple[str, ...] = ()
     description: str = ""
 

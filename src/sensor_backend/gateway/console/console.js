@@ -471,17 +471,25 @@ function renderDetail(doc, series) {
   allan.draw();
 }
 
-// The printable report (GET /test/{id}/report) needs the bearer token, which a plain link
-// does not carry (and the token never goes into a URL): fetch it with the token, then show
-// it from a blob URL in a tab opened at the click (so no popup blocker stops it).
+// The printable report (GET /test/{id}/report, and .pdf) needs the bearer token, which a
+// plain link does not carry (and the token never goes into a URL): fetch it with the token,
+// then show it from a blob URL in a tab opened at the click (so no popup blocker stops it).
+const REPORT_FORMATS = {
+  html: { path: "report", accept: "text/html", type: "text/html;charset=utf-8" },
+  pdf: { path: "report.pdf", accept: "application/pdf", type: "application/pdf" },
+};
+
 function reportLink(id) {
   const msg = h("span", { class: "msg", "data-report-msg": "" });
   const link = h("a", { href: "#", class: "report-link", "data-report-link": id }, "Printable report");
-  link.addEventListener("click", (event) => { event.preventDefault(); openReport(id, msg); });
-  return h("p", { class: "links" }, link, " (HTML for A4: print it, or Print to PDF, for a PDF) ", msg);
+  const pdf = h("a", { href: "#", class: "report-link", "data-report-pdf-link": id }, "PDF");
+  link.addEventListener("click", (event) => { event.preventDefault(); openReport(id, msg, "html"); });
+  pdf.addEventListener("click", (event) => { event.preventDefault(); openReport(id, msg, "pdf"); });
+  return h("p", { class: "links" }, link, " (HTML for A4, to print) · ", pdf, " (A4, rendered by the server) ", msg);
 }
 
-async function openReport(id, msg) {
+async function openReport(id, msg, format) {
+  const fmt = REPORT_FORMATS[format];
   const tab = window.open("", "_blank");
   msg.className = "msg";
   msg.textContent = "";
@@ -493,8 +501,8 @@ async function openReport(id, msg) {
   const ctrl = new AbortController();
   const timer = setTimeout(() => ctrl.abort(), 4 * FETCH_TIMEOUT_MS);
   try {
-    const resp = await fetch(`/test/${encodeURIComponent(id)}/report`, {
-      headers: { Accept: "text/html", Authorization: `Bearer ${session.token}` }, signal: ctrl.signal,
+    const resp = await fetch(`/test/${encodeURIComponent(id)}/${fmt.path}`, {
+      headers: { Accept: fmt.accept, Authorization: `Bearer ${session.token}` }, signal: ctrl.signal,
     });
     if (!resp.ok) {
       let data = null;
@@ -502,11 +510,11 @@ async function openReport(id, msg) {
       fail(errorText(resp.status, data));
       return;
     }
-    const url = URL.createObjectURL(new Blob([await resp.arrayBuffer()], { type: "text/html;charset=utf-8" }));
+    const url = URL.createObjectURL(new Blob([await resp.arrayBuffer()], { type: fmt.type }));
     if (tab) {
       tab.location.href = url;
     } else {  // popups blocked: a link to it, never navigating this page (the token lives here)
-      msg.replaceChildren(h("a", { href: url, target: "_blank", download: `report-${id}.html` }, "open the report"));
+      msg.replaceChildren(h("a", { href: url, target: "_blank", download: `report-${id}.${format}` }, "open the report"));
     }
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
   } catch (err) {

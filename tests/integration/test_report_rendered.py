@@ -4,7 +4,8 @@ Real processes (the harness): a rig test with a reference is submitted through t
 its report fetched through the gateway and loaded in Debian's ``/usr/bin/chromium`` under
 the report's own Content-Security-Policy (never ``playwright install``); the browser's
 ``page.pdf(format="A4")`` is the PDF, the same as "Print to PDF". The console's link opens
-the same report. Screenshots and the PDF go to ``test-artifacts/report/``.
+the same report; ``/report.pdf`` is the server's PDF (WeasyPrint). Screenshots and both PDFs
+go to ``test-artifacts/report/``.
 """
 
 from __future__ import annotations
@@ -136,6 +137,24 @@ def test_report_headers_and_content(system, completed):
     assert again.headers["content-disposition"] == resp.headers["content-disposition"]
 
 
+def test_pdf_through_the_gateway(system, completed):
+    """The same report as an A4 PDF (WeasyPrint in the sensor service), named by its id."""
+    url = f"{system.url('gateway')}/test/{completed['test_id']}/report.pdf"
+    resp = httpx.get(url, headers=system.headers(), timeout=60)
+    if importlib.util.find_spec("weasyprint") is None:  # the `pdf` extra is not installed
+        assert resp.status_code == 501, resp.text
+        assert resp.json()["extra"] == "pdf"
+        return
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "application/pdf"
+    assert re.fullmatch(
+        r'inline; filename="report-SR-[0-9A-F-]+\.pdf"', resp.headers["content-disposition"]
+    )
+    assert resp.content.startswith(b"%PDF-")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "report-weasyprint.pdf").write_bytes(resp.content)
+
+
 @pytest.mark.parametrize(
     ("test_id", "status", "error"),
     [
@@ -217,7 +236,7 @@ def test_report_renders_and_prints_to_a4(system, browser, completed):
 
 
 def test_console_opens_the_report(system, browser, completed):
-    """The console's "Printable report" fetches it with the token and opens it in a tab."""
+    """The console's "Printable report" and "PDF" fetch it with the token, open it in a tab."""
     context = browser.new_context(viewport={"width": 1280, "height": 1400})
     page = context.new_page()
     page.set_default_timeout(15_000)
@@ -242,4 +261,8 @@ def test_console_opens_the_report(system, browser, completed):
     framed = report.locator(".report-id").evaluate("e => getComputedStyle(e).borderTopWidth")
     assert framed == "2px"  # its inline stylesheet applied in the blob tab too
     report.screenshot(path=str(ARTIFACTS / "from-console.png"))
+    with context.expect_page() as opened:  # "PDF" beside it: the same, as a PDF blob
+        page.click(f"[data-report-pdf-link='{test_id}']")
+    opened.value.wait_for_url("blob:**", timeout=30_000)
+    assert not page.locator("[data-report-msg]").inner_text()  # no error shown
     context.close()
