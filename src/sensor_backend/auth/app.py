@@ -16,8 +16,8 @@ from sensor_backend.auth.service import AuthService
 from sensor_backend.auth.settings import AuthSettings
 from sensor_backend.auth.users import UserRepository
 from sensor_backend.core.app import ServiceContext, create_app
+from sensor_backend.core.db_attach import attach_database
 from sensor_backend.core.jwt_verify import JwtVerifier
-from sensor_backend.core.service import attach_database
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -151,7 +151,7 @@ class DatabaseSettingsMixin(BaseSettings):
     db_breaker_max_open_s: float = Field(default=60.0, gt=0)
 
     def db_breaker_config(self) -> BreakerConfig:
-        """The database breaker (core/service.py's ``attach_database`` takes it)."""
+        """The database breaker (core/db_attach.py's ``attach_database`` takes it)."""
         return BreakerConfig(
             consecutive_failures=self.db_breaker_failures,
             open_wait_s=self.db_breaker_open_s,

@@ -6,11 +6,11 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from sensor_backend.core.app import ServiceContext, create_app
+from sensor_backend.core.db_attach import attach_database
 from sensor_backend.core.http_client import SessionHolder
 from sensor_backend.core.journal import Journal
 from sensor_backend.core.metrics import SpoolCollector
 from sensor_backend.core.security import AuthGuard
-from sensor_backend.core.service import attach_database
 from sensor_backend.core.sqlite_files import adopt_legacy_file
 from sensor_backend.events.breakers import events_breakers
 from sensor_backend.events.broker import BrokerConnection

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sensor_backend.core.app import ServiceContext, create_app
+from sensor_backend.core.db_attach import attach_database
 from sensor_backend.core.http_client import SessionHolder
 from sensor_backend.core.security import AuthGuard
-from sensor_backend.core.service import attach_database
 from sensor_backend.core.service_probes import add_service_probes
 from sensor_backend.sensor.breakers import sensor_breakers
 from sensor_backend.sensor.dead_letter_routes import dead_letter_router

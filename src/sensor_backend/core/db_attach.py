@@ -1,4 +1,4 @@
-"""The database of a service's composition root: `attach_database`."""
+"""`attach_database`: a service's database, its breaker and its health probe, wired into the app."""
 
 from __future__ import annotations
 
