@@ -28,7 +28,7 @@ from sensor_backend.core.event_limits import (
     batch_body_bytes,
     is_permanent_refusal,
 )
-from sensor_backend.core.replicas import UpstreamPool
+from sensor_backend.core.replicas import ReplicaPool
 from sensor_backend.core.retry import RetryBudget
 from sensor_backend.core.service_client import ServiceClient
 from sensor_backend.core.service_token import ServiceTokenProvider
@@ -282,9 +282,9 @@ async def queue(
     await spool.open()
     await store.open()
     upstream = ServiceClient(
-        "kafka",
-        UpstreamPool("kafka", [service.url]),
-        CircuitBreaker("kafka", BreakerConfig(consecutive_failures=50)),
+        "events",
+        ReplicaPool("events", [service.url]),
+        CircuitBreaker("events", BreakerConfig(consecutive_failures=50)),
         RetryBudget(),
         lambda: session,
         timeout_s=5.0,

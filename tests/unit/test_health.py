@@ -17,7 +17,7 @@ from sensor_backend.core.health import (
     HealthMonitor,
     Status,
 )
-from sensor_backend.core.upstreams import replica_label
+from sensor_backend.core.service_probes import replica_label
 from sensor_backend.gateway.health import GatewayHealth
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ async def test_health_collector_gauges(monitor: HealthMonitor) -> None:
 UPSTREAMS = {
     "auth": ["http://127.0.0.1:8001"],
     "sensor": ["http://127.0.0.1:8002", "http://127.0.0.1:8021"],
-    "kafka": ["http://127.0.0.1:8003"],
+    "events": ["http://127.0.0.1:8003"],
 }
 
 
@@ -244,7 +244,7 @@ async def test_gateway_all_healthy(monitor: HealthMonitor, breakers: BreakerRegi
     assert doc["gateway"] == "healthy"
     assert doc["overall_status"] == "healthy"
     assert {name: s["status"] for name, s in doc["services"].items()} == dict.fromkeys(
-        UPSTREAMS, "healthy"
+        ("auth", "sensor", "kafka"), "healthy"
     )
     assert doc["services"]["sensor"]["replicas_up"] == 2
 
@@ -252,7 +252,10 @@ async def test_gateway_all_healthy(monitor: HealthMonitor, breakers: BreakerRegi
 async def test_gateway_document_keeps_design_shape(
     monitor: HealthMonitor, breakers: BreakerRegistry
 ) -> None:
-    """The document has DESIGN.md §6's keys: gateway, overall_status, services, circuit_breakers."""
+    """The document has DESIGN.md §6's keys: gateway, overall_status, services, circuit_breakers.
+
+    The event service, ``events`` inside, keeps the seed's public key ``kafka``.
+    """
     health = gateway(monitor, breakers, {"auth[0]": down})
     trip(breakers["auth"])
     await monitor.run_probes()
@@ -288,11 +291,11 @@ async def test_service_unavailable_when_breaker_open(
 ) -> None:
     """A service whose breaker is open is unavailable even if its replicas answer."""
     health = gateway(monitor, breakers)
-    trip(breakers["kafka"])
+    trip(breakers["events"])
     await monitor.run_probes()
-    kafka = health.service_status("kafka")
-    assert kafka["status"] == "unavailable"
-    assert kafka["replicas_up"] == 1
+    events = health.service_status("events")
+    assert events["status"] == "unavailable"
+    assert events["replicas_up"] == 1
 
 
 async def test_breaker_half_open_is_not_unavailable(
@@ -300,11 +303,11 @@ async def test_breaker_half_open_is_not_unavailable(
 ) -> None:
     """Once the open wait is over the breaker is half-open and the service counts again."""
     health = gateway(monitor, breakers)
-    trip(breakers["kafka"])
+    trip(breakers["events"])
     await monitor.run_probes()
-    assert health.service_status("kafka")["status"] == "unavailable"
+    assert health.service_status("events")["status"] == "unavailable"
     clock.advance(30.0)
-    assert health.service_status("kafka")["status"] == "healthy"
+    assert health.service_status("events")["status"] == "healthy"
 
 
 @pytest.mark.parametrize(
@@ -346,14 +349,14 @@ async def test_replica_details_reported(monitor: HealthMonitor, breakers: Breake
         ({}, [], "healthy"),
         ({"auth[0]": down}, [], "degraded"),
         ({}, ["sensor"], "degraded"),
-        ({"kafka[0]": remote("degraded")}, [], "degraded"),
+        ({"events[0]": remote("degraded")}, [], "degraded"),
         (
-            {"auth[0]": down, "sensor[0]": down, "sensor[1]": down, "kafka[0]": down},
+            {"auth[0]": down, "sensor[0]": down, "sensor[1]": down, "events[0]": down},
             [],
             "unhealthy",
         ),
-        ({}, ["auth", "sensor", "kafka"], "unhealthy"),
-        ({"auth[0]": down, "kafka[0]": down}, ["sensor"], "unhealthy"),
+        ({}, ["auth", "sensor", "events"], "unhealthy"),
+        ({"auth[0]": down, "events[0]": down}, ["sensor"], "unhealthy"),
     ],
     ids=[
         "all-healthy",

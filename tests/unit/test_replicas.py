@@ -6,13 +6,13 @@ import random
 
 import pytest
 
-from sensor_backend.core.replicas import UpstreamPool
+from sensor_backend.core.replicas import ReplicaPool
 
 URLS = ["http://a", "http://b", "http://c"]
 
 
-def pool(**kw) -> UpstreamPool:
-    return UpstreamPool("sensor", URLS, rng=random.Random(7), **kw)  # noqa: S311
+def pool(**kw) -> ReplicaPool:
+    return ReplicaPool("sensor", URLS, rng=random.Random(7), **kw)  # noqa: S311
 
 
 def test_pick_prefers_the_replica_with_fewer_requests_in_flight():
@@ -70,7 +70,7 @@ def test_all_replicas_ejected_means_panic_routing():
 
 def test_a_single_ejected_replica_is_still_picked():
     """One replica, ejected by a few bad requests, still gets the other clients' traffic."""
-    single = UpstreamPool("sensor", ["http://only"], eject_after=1)
+    single = ReplicaPool("sensor", ["http://only"], eject_after=1)
     single.failed(single.replicas[0])
     assert single.replicas[0].ejected
     assert single.pick() is single.replicas[0]
@@ -103,7 +103,7 @@ def test_pick_avoids_the_replica_that_just_failed_when_retrying():
     p = pool()
     first = p.replicas[0]
     assert all(p.pick(exclude=first) is not first for _ in range(50))
-    single = UpstreamPool("auth", ["http://only"])
+    single = ReplicaPool("auth", ["http://only"])
     assert single.pick(exclude=single.replicas[0]) is single.replicas[0]
 
 

@@ -384,3 +384,44 @@ def test_budget_validation(kwargs: dict[str, Any]) -> None:
 def test_policy_defaults_match_envoy() -> None:
     """Defaults: 1 try + 3 retries, base 25 ms, cap 10x base."""
     assert (POLICY.max_attempts, POLICY.base_s, POLICY.cap_s) == (4, 0.025, 0.25)
+
+
+def test_equal_and_no_jitter_bounds() -> None:
+    """Equal jitter waits at least half the ceiling; no jitter waits the ceiling itself."""
+    equal = RetryPolicy(max_attempts=None, base_s=0.25, cap_s=5.0, jitter="equal")
+    none = RetryPolicy(max_attempts=None, base_s=0.25, cap_s=5.0, jitter="none")
+    rng = seeded(3)
+    for attempt in range(8):
+        ceiling = min(5.0, 0.25 * 2**attempt)
+        assert equal.ceiling_s(attempt) == none.ceiling_s(attempt) == ceiling
+        assert ceiling / 2 <= backoff_s(attempt, equal, rng) <= ceiling
+        assert backoff_s(attempt, none, rng) == ceiling
+
+
+async def test_unbounded_policy_retries_until_success_and_reports_each_retry(
+    sleep: FakeSleep,
+) -> None:
+    """max_attempts=None: a reconnect loop; on_retry sees each failure and its delay."""
+    failures = [ConnectionError(str(n)) for n in range(12)]
+    fn = Script(*failures, "up")
+    seen: list[tuple[str, float]] = []
+    policy = RetryPolicy(max_attempts=None, base_s=0.25, cap_s=5.0, jitter="none")
+    result = await retry_async(
+        fn,
+        safe=True,
+        policy=policy,
+        budget=None,
+        retry_on=always,
+        on_retry=lambda outcome, delay: seen.append((str(outcome), delay)),
+        sleep=sleep,
+    )
+    assert result == "up"
+    assert fn.calls == 13
+    assert [delay for _, delay in seen] == sleep.delays
+    assert sleep.delays == [min(5.0, 0.25 * 2**n) for n in range(12)]
+    assert [text for text, _ in seen] == [str(n) for n in range(12)]
+
+
+def test_policy_rejects_unknown_jitter() -> None:
+    with pytest.raises(ValueError, match="jitter"):
+        RetryPolicy(jitter="some")  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from sensor_backend.core.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from sensor_backend.core.event_limits import EventLimits
-from sensor_backend.core.replicas import UpstreamPool
+from sensor_backend.core.replicas import ReplicaPool
 from sensor_backend.core.retry import RetryBudget, RetryPolicy
 from sensor_backend.core.service_client import ServiceClient
 from sensor_backend.sensor.metrics import SensorMetrics
@@ -114,7 +114,7 @@ async def relay(server, session, clock):
     metrics = SensorMetrics(CollectorRegistry(), dict)
     events = ServiceClient(
         "events",
-        UpstreamPool("events", [server.url]),
+        ReplicaPool("events", [server.url]),
         breaker,
         RetryBudget(),
         lambda: session,
@@ -211,7 +211,7 @@ async def test_a_refused_event_is_dead_and_its_batch_mates_are_delivered(server,
 
 async def test_an_unreachable_event_service_is_retried_later(server, relay):
     """No answer at all (connection refused) releases the rows and counts against the breaker."""
-    relay.events.pool = UpstreamPool("events", ["http://127.0.0.1:9"])
+    relay.events.pool = ReplicaPool("events", ["http://127.0.0.1:9"])
     relay.events.retry = RetryPolicy(max_attempts=1)  # one try: the client's retries aside
     outbox = await deliver(relay, rows(1))
     [(seqs, reason, _)] = outbox.released
@@ -222,7 +222,7 @@ async def test_an_unreachable_event_service_is_retried_later(server, relay):
 
 async def test_the_client_retries_an_unreachable_replica_on_another(server, relay):
     """With two replicas, one refusing connections, the batch still goes in one round."""
-    relay.events.pool = UpstreamPool("events", ["http://127.0.0.1:9", server.url])
+    relay.events.pool = ReplicaPool("events", ["http://127.0.0.1:9", server.url])
     relay.events.pool.replicas[1].outstanding = 100  # the dead replica is picked first
     outbox = await deliver(relay, rows(1, 2))
     assert outbox.sent == [1, 2]

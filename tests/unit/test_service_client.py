@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect
 
 from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker, CircuitOpenError
 from sensor_backend.core.errors import RequestTimeout
-from sensor_backend.core.replicas import UpstreamPool
+from sensor_backend.core.replicas import ReplicaPool
 from sensor_backend.core.retry import RetryBudget, RetryPolicy
 from sensor_backend.core.service_client import ServiceClient, UpstreamUnreachableError
 from sensor_backend.gateway.proxy import ClientBody
@@ -68,7 +68,7 @@ def client(session: aiohttp.ClientSession, urls: list[str], **config: object) ->
     breaker = CircuitBreaker("svc", BreakerConfig(**{"consecutive_failures": 5, **config}))
     return ServiceClient(
         "svc",
-        UpstreamPool("svc", urls, eject_after=3, rng=random.Random(1)),  # noqa: S311
+        ReplicaPool("svc", urls, eject_after=3, rng=random.Random(1)),  # noqa: S311
         breaker,
         RetryBudget(min_retries=10),
         lambda: session,

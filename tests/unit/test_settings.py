@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sensor_backend.auth.settings import AuthSettings
 from sensor_backend.core.settings import Environment, ServiceSettings, split_urls
 from sensor_backend.events.settings import EventsSettings
-from sensor_backend.gateway.settings import GatewaySettings
+from sensor_backend.gateway.settings import GatewaySettings, internal_name, public_name
 from sensor_backend.sensor.settings import SensorSettings
 
 PREFIXES = ("AUTH_", "SENSOR_", "EVENTS_", "GATEWAY_")
@@ -195,18 +195,21 @@ def test_split_urls_passes_lists_through() -> None:
     ]
 
 
-def test_gateway_upstreams_use_health_names() -> None:
-    """The gateway's upstreams are keyed auth, sensor and kafka (DESIGN.md §6)."""
+def test_gateway_upstreams_use_one_name_per_service() -> None:
+    """The gateway's upstreams are keyed auth, sensor and events; /health says kafka."""
     settings = GatewaySettings(
         auth_service_urls=["http://a"],
         sensor_service_urls=["http://s1", "http://s2"],
         events_service_urls=["http://e"],
     )
-    assert settings.upstreams() == {
+    assert settings.service_urls() == {
         "auth": ["http://a"],
         "sensor": ["http://s1", "http://s2"],
-        "kafka": ["http://e"],
+        "events": ["http://e"],
     }
+    assert public_name("events") == "kafka"
+    assert internal_name("kafka") == "events"
+    assert public_name("sensor") == internal_name("sensor") == "sensor"
 
 
 @pytest.mark.parametrize("cls", ALL_CLASSES)

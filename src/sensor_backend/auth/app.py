@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sensor_backend.auth.breakers import auth_breakers
 from sensor_backend.auth.client_routes import router as client_router
 from sensor_backend.auth.clients import ClientRepository, SecretHasher
 from sensor_backend.auth.keys import KeyStore
@@ -15,8 +16,8 @@ from sensor_backend.auth.service import AuthService
 from sensor_backend.auth.settings import AuthSettings
 from sensor_backend.auth.users import UserRepository
 from sensor_backend.core.app import ServiceContext, create_app
+from sensor_backend.core.db_attach import attach_database
 from sensor_backend.core.jwt_verify import JwtVerifier
-from sensor_backend.core.service import attach_database
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -25,7 +26,10 @@ if TYPE_CHECKING:
 def build_app(settings: AuthSettings | None = None) -> FastAPI:
     settings = settings or AuthSettings()
     ctx = ServiceContext(settings, max_body_bytes=64 * 1024)
-    db = attach_database(ctx, settings, schema="auth", package="sensor_backend.auth")
+    breakers = auth_breakers(settings, ctx.breakers)
+    db = attach_database(
+        ctx, settings, breaker=breakers.database, schema="auth", package="sensor_backend.auth"
+    )
     verifier = JwtVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     auth = AuthService(
         settings=settings,

@@ -24,6 +24,7 @@ from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.errors import Forbidden, TooManyRequests, Unauthorized, Unavailable
 from sensor_backend.core.jwt_verify import Claims, TokenError
 from sensor_backend.core.log import get_logger
+from sensor_backend.core.retry import RetryPolicy, retry_async
 from sensor_backend.core.scopes import SCOPES, format_scope, parse_scope
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from sensor_backend.core.jwt_verify import JwtVerifier
 
 log = get_logger("auth")
+# Until the database answers: 0.5 s doubling to 5 s, no jitter.
+BOOTSTRAP_RETRY = RetryPolicy(max_attempts=None, base_s=0.5, cap_s=5.0, jitter="none")
 INVALID_CREDENTIALS = "invalid username or password"
 # Longer passwords are refused before hashing: argon2 cost must not be a DoS lever.
 MAX_PASSWORD_CHARS = 256
@@ -99,20 +102,23 @@ class AuthService:
 
     async def _bootstrap_when_db_up(self) -> None:
         """Load keys and create the bootstrap admin once the database answers."""
-        delay = 0.5
-        while True:
-            try:
-                await self.db.wait_until_up()
-                await self.keys.load()
-                await self.ensure_admin()
-            except DatabaseUnavailable as exc:
-                log.warning(
-                    "bootstrap waiting for the database", reason=exc.message, retry_in_s=delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            else:
-                return
+        await retry_async(
+            self._bootstrap_once,
+            safe=True,
+            policy=BOOTSTRAP_RETRY,
+            budget=None,
+            retry_on=lambda exc: isinstance(exc, DatabaseUnavailable),
+            on_retry=lambda exc, delay_s: log.warning(
+                "bootstrap waiting for the database",
+                reason=getattr(exc, "message", str(exc)),
+                retry_in_s=delay_s,
+            ),
+        )
+
+    async def _bootstrap_once(self) -> None:
+        await self.db.wait_until_up()
+        await self.keys.load()
+        await self.ensure_admin()
 
     async def ensure_admin(self) -> None:
         """Bootstrap accounts from the environment: the admin and the service account."""

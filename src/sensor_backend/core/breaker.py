@@ -58,13 +58,13 @@ neither a success nor a failure.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
+from sensor_backend.core.checks import check_int, check_positive
 from sensor_backend.core.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -100,21 +100,6 @@ StateListener: TypeAlias = Callable[[str, BreakerState, BreakerState], None]
 """Called as ``listener(breaker_name, old_state, new_state)`` on every transition."""
 
 
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_positive(name: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
     """Breaker knobs; defaults are DESIGN.md §5's starting points.
@@ -147,42 +132,45 @@ class BreakerConfig:
 
     def __post_init__(self) -> None:
         """Reject nonsensical settings early (ValueError)."""
-        _check_int("consecutive_failures", self.consecutive_failures, 1)
-        _check_int("window_size", self.window_size, 1)
-        _check_int("min_calls", self.min_calls, 1)
+        check_int("consecutive_failures", self.consecutive_failures, 1)
+        check_int("window_size", self.window_size, 1)
+        check_int("min_calls", self.min_calls, 1)
         if self.min_calls > self.window_size:
             raise ValueError(
                 f"min_calls ({self.min_calls}) cannot exceed window_size ({self.window_size})"
             )
-        _check_positive("failure_rate", self.failure_rate)
+        check_positive("failure_rate", self.failure_rate)
         if self.failure_rate > 1:
             raise ValueError(f"failure_rate must be in (0, 1], got {self.failure_rate!r}")
         if self.slow_call_s is not None:
-            _check_positive("slow_call_s", self.slow_call_s)
-        _check_positive("open_wait_s", self.open_wait_s)
-        _check_positive("open_wait_multiplier", self.open_wait_multiplier)
+            check_positive("slow_call_s", self.slow_call_s)
+        check_positive("open_wait_s", self.open_wait_s)
+        check_positive("open_wait_multiplier", self.open_wait_multiplier)
         if self.open_wait_multiplier < 1:
             raise ValueError(
                 f"open_wait_multiplier must be >= 1, got {self.open_wait_multiplier!r}"
             )
-        _check_positive("max_open_wait_s", self.max_open_wait_s)
+        check_positive("max_open_wait_s", self.max_open_wait_s)
         if self.max_open_wait_s < self.open_wait_s:
             raise ValueError(
                 f"max_open_wait_s ({self.max_open_wait_s}) must be >= "
                 f"open_wait_s ({self.open_wait_s})"
             )
-        _check_int("half_open_max_calls", self.half_open_max_calls, 1)
-        _check_positive("half_open_max_wait_s", self.half_open_max_wait_s)
+        check_int("half_open_max_calls", self.half_open_max_calls, 1)
+        check_positive("half_open_max_wait_s", self.half_open_max_wait_s)
 
     def open_wait_for(self, consecutive_trips: int) -> float:
         """Open wait after the ``consecutive_trips``-th trip in a row (1-based).
 
         ``min(max_open_wait_s, open_wait_s * open_wait_multiplier ** (trips - 1))``,
-        computed without overflowing for any streak length.
+        computed without overflowing for any streak length. `CircuitBreaker` trips with it,
+        so this is the one place the open wait's arithmetic lives.
         """
         if consecutive_trips < 1:
             raise ValueError(f"consecutive_trips must be >= 1, got {consecutive_trips!r}")
         wait = self.open_wait_s
+        if self.open_wait_multiplier == 1:
+            return min(wait, self.max_open_wait_s)
         for _ in range(consecutive_trips - 1):
             wait *= self.open_wait_multiplier
             if wait >= self.max_open_wait_s:
@@ -589,11 +577,7 @@ class CircuitBreaker:
         clock = self._clock
         self.trips += 1
         self._consecutive_trips += 1
-        config = self._config
-        if self._consecutive_trips == 1:
-            wait = config.open_wait_s
-        else:
-            wait = min(config.max_open_wait_s, self._open_wait * config.open_wait_multiplier)
+        wait = self._config.open_wait_for(self._consecutive_trips)
         self._open_wait = wait
         self._open_until = clock.monotonic() + wait
         self._last_trip_at = clock.time()

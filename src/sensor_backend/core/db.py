@@ -45,6 +45,7 @@ from sensor_backend.core.migrations import (
     load_migrations,
     validate_schema_name,
 )
+from sensor_backend.core.retry import RetryPolicy, retry_async
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -136,8 +137,11 @@ class Database:
         self._command_timeout_s = command_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._breaker = breaker
-        self._reconnect_initial_s = reconnect_initial_s
-        self._reconnect_max_s = reconnect_max_s
+        # "Equal jitter": at least half the delay, so replicas spread out but an outage
+        # never turns into a tight reconnect loop.
+        self._reconnect = RetryPolicy(
+            max_attempts=None, base_s=reconnect_initial_s, cap_s=reconnect_max_s, jitter="equal"
+        )
         self._migration_timeout_s = migration_timeout_s
         self._random = random.Random()  # noqa: S311 (backoff jitter, not cryptography)
 
@@ -235,57 +239,60 @@ class Database:
                 pool.terminate()
 
     async def _connect_loop(self) -> None:
-        delay = self._reconnect_initial_s
-        while True:
-            self._status = "connecting"
-            pool: Any = None
-            try:
-                pool = await self._create_pool()
-                self._status = "migrating"
-                async with pool.acquire(timeout=self._connect_timeout_s) as conn:
-                    applied = await apply_migrations(
-                        conn,
-                        schema=self.schema,
-                        migrations=self._migrations,
-                        timeout_s=self._migration_timeout_s,
-                    )
-            except MigrationError as exc:
-                self._fatal_error = exc
-                self._last_error = f"MigrationError: {exc}"
-                self._status = "down"
-                _log.error("database %s: migrations refused, not retrying: %s", self.schema, exc)
-                if pool is not None:
-                    pool.terminate()
-                return
-            except asyncio.CancelledError:
-                if pool is not None:
-                    pool.terminate()
-                raise
-            except Exception as exc:  # noqa: BLE001 (any failure here means: retry later)
-                if pool is not None:
-                    pool.terminate()
-                self._last_error = _describe(exc)
-                self._status = "down"
-                # "Equal jitter": at least half the delay, so replicas spread out but an
-                # outage never turns into a tight reconnect loop.
-                sleep_s = delay / 2 + self._random.uniform(0, delay / 2)
-                self._next_attempt_at = time.monotonic() + sleep_s
-                _log.warning(
-                    "database %s not reachable (%s); retrying in %.2f s",
-                    self.schema,
-                    self._last_error,
-                    sleep_s,
-                )
-                await asyncio.sleep(sleep_s)
-                delay = min(delay * 2, self._reconnect_max_s)
-                continue
-            self._applied = applied
-            self._pool = pool
-            self._last_error = None
-            self._status = "up"
-            if applied:
-                _log.info("database %s: applied migrations %s", self.schema, applied)
+        """Connect and migrate, retrying until it works (a refused migration ends it)."""
+        try:
+            pool, applied = await retry_async(
+                self._connect_once,
+                safe=True,
+                policy=self._reconnect,
+                budget=None,
+                retry_on=lambda exc: not isinstance(exc, MigrationError),
+                on_retry=self._connect_failed,
+                rng=self._random,
+            )
+        except MigrationError as exc:
+            self._fatal_error = exc
+            self._last_error = f"MigrationError: {exc}"
+            self._status = "down"
+            _log.error("database %s: migrations refused, not retrying: %s", self.schema, exc)
             return
+        self._applied = applied
+        self._pool = pool
+        self._last_error = None
+        self._status = "up"
+        if applied:
+            _log.info("database %s: applied migrations %s", self.schema, applied)
+
+    async def _connect_once(self) -> tuple[Any, list[str]]:
+        """One attempt: a pool with the schema migrated; the pool is closed on failure."""
+        self._status = "connecting"
+        pool: Any = None
+        try:
+            pool = await self._create_pool()
+            self._status = "migrating"
+            async with pool.acquire(timeout=self._connect_timeout_s) as conn:
+                applied = await apply_migrations(
+                    conn,
+                    schema=self.schema,
+                    migrations=self._migrations,
+                    timeout_s=self._migration_timeout_s,
+                )
+        except BaseException:
+            if pool is not None:
+                pool.terminate()
+            raise
+        return pool, applied
+
+    def _connect_failed(self, outcome: object, sleep_s: float) -> None:
+        self._last_error = _describe(outcome) if isinstance(outcome, BaseException) else None
+        self._status = "down"
+        self._next_attempt_at = time.monotonic() + sleep_s
+        _log.warning(
+            "database %s not reachable (%s); retrying in %.2f s",
+            self.schema,
+            self._last_error,
+            sleep_s,
+        )
 
     async def _create_pool(self) -> Any:  # noqa: ANN401 (asyncpg.Pool; asyncpg is untyped)
         return await asyncpg.create_pool(

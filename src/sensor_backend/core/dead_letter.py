@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +33,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sensor_backend.core.clock import Clock, SystemClock
-from sensor_backend.core.spool import SpoolInUseError, _fsync_dir, _rollback
+from sensor_backend.core.sqlite_files import open_durable, rollback
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from prometheus_client.metrics_core import Metric
@@ -245,41 +245,19 @@ class DeadLetterStore:
         return self._conn
 
     def _open_sync(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        created = not self.file.exists()
-        conn = sqlite3.connect(self.file, timeout=self._lock_timeout_s, isolation_level=None)
+        conn = open_durable(
+            self.file,
+            schema=_SCHEMA,
+            schema_version=_SCHEMA_VERSION,
+            lock_timeout_s=self._lock_timeout_s,
+            what="dead-letter store",
+        )
         try:
-            self._init_sync(conn)
-        except sqlite3.OperationalError as exc:
-            _rollback(conn)
-            conn.close()
-            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                raise SpoolInUseError(f"{self.file} is in use by another process") from exc
-            raise
+            self._refresh(conn)
         except BaseException:
-            _rollback(conn)
             conn.close()
             raise
-        if created:
-            _fsync_dir(self.path)
         self._conn = conn
-
-    def _init_sync(self, conn: sqlite3.Connection) -> None:
-        """Pragmas as the spool's (exclusive lock, WAL, fsync per commit), schema, totals."""
-        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
-        if str(mode).lower() != "wal":
-            raise RuntimeError(f"dead-letter store {self.file}: no WAL (got {mode!r})")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_SCHEMA)
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version == 0:
-            conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-        elif version != _SCHEMA_VERSION:
-            raise RuntimeError(f"dead-letter store {self.file}: schema version {version}")
-        conn.execute("COMMIT")
-        self._refresh(conn)
 
     def _close_sync(self) -> None:
         conn, self._conn = self._conn, None
@@ -324,7 +302,7 @@ class DeadLetterStore:
             )
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         self._refresh(conn)
 
@@ -375,7 +353,7 @@ class DeadLetterStore:
             ).rowcount
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         self._refresh(conn)
         return bool(removed)

@@ -13,9 +13,10 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
+from sensor_backend.core.checks import check_int, check_seconds
 from sensor_backend.core.clock import Clock, SystemClock
 from sensor_backend.core.event_limits import batch_body_bytes
-from sensor_backend.core.spool import _check_positive_int, _check_seconds
+from sensor_backend.core.retry import RetryPolicy, backoff_s
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -27,7 +28,6 @@ __all__ = ["Drainer"]
 _log = logging.getLogger(__name__)
 _SYSTEM_CLOCK = SystemClock()
 _RNG = random.Random()  # noqa: S311 - jitter, not cryptography
-_MAX_EXPONENT = 60
 
 
 class _Outcome(enum.Enum):
@@ -71,12 +71,12 @@ class Drainer:
         rng: random.Random | None = None,
         clock: Clock = _SYSTEM_CLOCK,
     ) -> None:
-        _check_positive_int("batch", batch)
+        check_int("batch", batch, 1)
         if max_bytes is not None:
-            _check_positive_int("max_bytes", max_bytes)
-        _check_seconds("idle_s", idle_s, positive=True)
-        _check_seconds("base_backoff_s", base_backoff_s)
-        _check_seconds("max_backoff_s", max_backoff_s)
+            check_int("max_bytes", max_bytes, 1)
+        check_seconds("idle_s", idle_s, positive=True)
+        check_seconds("base_backoff_s", base_backoff_s)
+        check_seconds("max_backoff_s", max_backoff_s)
         if max_backoff_s < base_backoff_s:
             raise ValueError(
                 f"max_backoff_s ({max_backoff_s}) must be >= base_backoff_s ({base_backoff_s})"
@@ -88,6 +88,10 @@ class Drainer:
         self.idle_s = idle_s
         self.base_backoff_s = base_backoff_s
         self.max_backoff_s = max_backoff_s
+        # Equal jitter: at least half the ceiling, so an outage never becomes a tight loop.
+        self._policy = RetryPolicy(
+            max_attempts=None, base_s=base_backoff_s, cap_s=max_backoff_s, jitter="equal"
+        )
         self._send = send
         self._rng = rng or _RNG
         self._clock = clock
@@ -185,9 +189,7 @@ class Drainer:
                     await asyncio.wait_for(self._retry_now.wait(), delay)
 
     def _backoff_s(self) -> float:
-        exponent = min(max(self.consecutive_failures - 1, 0), _MAX_EXPONENT)
-        ceiling = min(self.max_backoff_s, self.base_backoff_s * 2.0**exponent)
-        return ceiling * self._rng.uniform(0.5, 1.0)
+        return backoff_s(max(self.consecutive_failures - 1, 0), self._policy, self._rng)
 
     def _failed(self, error: str) -> _Outcome:
         self.failures += 1

@@ -5,15 +5,22 @@ proxy on an ``httpx.AsyncClient`` forwarded about 10x fewer requests per second 
 same proxy on an ``aiohttp.ClientSession`` (httpx's pool is O(N^2) under concurrency,
 httpx#3215). ``bench/http_clients.py`` repeats that measurement.
 
-Every session has a connect timeout and a total timeout (DESIGN.md §5, default 5 s) and keeps
-connections alive in a bounded pool.
+`SessionHolder` gives a service its one session for its lifetime; `read_limited` reads an
+answer without trusting its size. Every session has a connect timeout and a total timeout
+(DESIGN.md §5, default 5 s) and keeps connections alive in a bounded pool.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from sensor_backend.core.app import ServiceContext
+
+__all__ = ["HttpClientConfig", "SessionHolder", "make_session", "read_limited"]
 
 CLIENT_KEEPALIVE_S = 30.0
 
@@ -53,3 +60,45 @@ def make_session(config: HttpClientConfig | None = None) -> aiohttp.ClientSessio
         cookie_jar=aiohttp.DummyCookieJar(),
         raise_for_status=False,
     )
+
+
+class SessionHolder:
+    """Creates the pooled session inside the event loop at startup and closes it at shutdown."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        settings = ctx.settings
+        self.config = HttpClientConfig(
+            total_timeout_s=settings.http_total_timeout_s,
+            connect_timeout_s=settings.http_connect_timeout_s,
+        )
+        self._session: aiohttp.ClientSession | None = None
+        ctx.on_startup.append(self.open)
+        ctx.on_shutdown.append(self.close)
+
+    async def open(self) -> None:
+        self._session = make_session(self.config)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("HTTP session used before startup")
+        return self._session
+
+
+async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The response body, or None when it is longer than ``limit`` bytes."""
+    if resp.content_length is not None and resp.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(16 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

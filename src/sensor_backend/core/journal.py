@@ -39,7 +39,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from sensor_backend.core.spool import Spool, SpooledItem, _chunks, _placeholders, _rollback
+from sensor_backend.core.retry import RetryPolicy
+from sensor_backend.core.spool import Spool, SpooledItem
+from sensor_backend.core.sqlite_files import chunks, placeholders, rollback
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -50,10 +52,6 @@ if TYPE_CHECKING:
 __all__ = ["Journal", "RowState"]
 
 _log = logging.getLogger(__name__)
-
-# A resend that is itself not confirmed waits twice as long before the next (capped), so
-# a consumer that is merely slow is not flooded with copies of what it has not read yet.
-_MAX_BACKOFF_EXPONENT = 16
 
 
 class RowState(enum.IntEnum):
@@ -102,6 +100,11 @@ class Journal(Spool):
         if not math.isfinite(max_resend_after_s) or max_resend_after_s < resend_after_s:
             raise ValueError("max_resend_after_s must be finite and >= resend_after_s")
         self.resend_after_s = resend_after_s
+        # A resend that is itself not confirmed waits twice as long before the next (capped),
+        # so a consumer that is merely slow is not flooded with copies it has not read yet.
+        self._resend_policy = RetryPolicy(
+            max_attempts=None, base_s=resend_after_s, cap_s=max_resend_after_s, jitter="none"
+        )
         self.max_resend_after_s = max_resend_after_s
         self._rows: dict[int, _Row] = {}  # seq -> row, in seq order (seqs only grow)
         self._seq_of: dict[str, int] = {}
@@ -380,8 +383,7 @@ class Journal(Spool):
         bisect.insort(self._pending, seq)
 
     def _bound_s(self, row: _Row) -> float:
-        exponent = min(row.resends, _MAX_BACKOFF_EXPONENT)
-        return min(self.max_resend_after_s, self.resend_after_s * 2.0**exponent)
+        return self._resend_policy.ceiling_s(row.resends)
 
     def _is_pending(self, seq: int) -> bool:
         row = self._rows.get(seq)
@@ -452,10 +454,10 @@ class Journal(Spool):
     def _fetch_sync(self, seqs: list[int]) -> list[SpooledItem]:
         conn = self._require_conn()
         items: list[SpooledItem] = []
-        for chunk in _chunks(seqs):
+        for chunk in chunks(seqs):
             rows = conn.execute(  # only "?" placeholders are formatted in
                 "SELECT seq, key, payload, created_at, attempts FROM spool"  # noqa: S608
-                f" WHERE seq IN ({_placeholders(len(chunk))}) ORDER BY seq",
+                f" WHERE seq IN ({placeholders(len(chunk))}) ORDER BY seq",
                 chunk,
             )
             items.extend(
@@ -475,7 +477,7 @@ class Journal(Spool):
             oldest = conn.execute("SELECT created_at FROM spool ORDER BY seq LIMIT 1").fetchone()
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         finally:
             conn.execute("PRAGMA synchronous=FULL")

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from sensor_backend.core.clock import Clock, SystemClock
+from sensor_backend.core.http_client import read_limited
 from sensor_backend.core.jwt_verify import JwtVerifier
 from sensor_backend.core.log import get_logger
 from sensor_backend.core.request_context import outgoing_headers
@@ -50,7 +51,7 @@ from sensor_backend.core.request_context import outgoing_headers
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["JWKS_PATH", "MAX_JWKS_BYTES", "JwksCache", "read_limited"]
+__all__ = ["JWKS_PATH", "MAX_JWKS_BYTES", "JwksCache"]
 
 JWKS_PATH = "/.well-known/jwks.json"
 # A JWKS with a handful of Ed25519 keys is well under 1 KiB; refuse anything absurd.
@@ -297,20 +298,6 @@ class JwksCache:
         after = self._verifier.kids
         if after != before:
             log.info("jwks keys changed", source=source, kids=sorted(after))
-
-
-async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The response body, or None when it is longer than ``limit`` bytes."""
-    if resp.content_length is not None and resp.content_length > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(16 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _parse(raw: bytes, verifier: JwtVerifier) -> dict[str, Any] | None:

@@ -50,7 +50,7 @@ class Replica:
 
 
 @dataclass
-class UpstreamPool:
+class ReplicaPool:
     service: str
     urls: list[str]
     eject_after: int = 3

@@ -1,4 +1,10 @@
-"""Retries with capped exponential backoff, full jitter and a retry budget.
+"""The one retry mechanism: capped exponential backoff, jitter and a retry budget.
+
+Every loop that retries calls :func:`retry_async` with a named :class:`RetryPolicy`
+(the service client's calls, the database's reconnect, the broker's connect, the event
+consumer, auth's bootstrap); loops that wait between rounds for other reasons (the spool
+drainer, the job queue, the journal, the outbox relay) take their delay from
+:func:`backoff_s` with a policy of their own. ``grep -rn "retry_async(" src`` lists them.
 
 DESIGN.md §5: retry only where safe (idempotent methods, or POST with ``Idempotency-Key``),
 Envoy's numbers (1 try + 3 retries, base 25 ms, cap 10x base), and a budget so retries
@@ -7,7 +13,9 @@ well but have no retry budget, and the budget has to see every call (not only th
 ones), so the loop is a few lines here.
 
 * Backoff is "full jitter" from the AWS Architecture Blog post *Exponential Backoff And
-  Jitter* (Marc Brooker, 2015): ``uniform(0, min(cap, base * 2 ** attempt))``.
+  Jitter* (Marc Brooker, 2015): ``uniform(0, min(cap, base * 2 ** attempt))``; "equal
+  jitter" (at least half the ceiling, so an outage never turns into a tight loop) and no
+  jitter are there for the background loops that used them.
 * The budget follows Finagle's ``RetryBudget``: every call deposits, every retry withdraws,
   and a retry is allowed while the retries in the last ``window_s`` stay below
   ``max(min_retries, ratio * calls in the last window_s)``. Envoy's retry budget has the
@@ -21,14 +29,15 @@ import asyncio
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
+from sensor_backend.core.checks import check_int
 from sensor_backend.core.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["RetryBudget", "RetryPolicy", "backoff_s", "retry_async"]
+__all__ = ["Jitter", "RetryBudget", "RetryPolicy", "backoff_s", "retry_async"]
 
 T = TypeVar("T")
 
@@ -38,10 +47,7 @@ _RNG = random.Random()  # noqa: S311
 # 2.0 ** 60 * any sane base is far above any cap; keeps the power finite for huge attempts.
 _MAX_EXPONENT = 60
 
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+Jitter = Literal["full", "equal", "none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,35 +55,51 @@ class RetryPolicy:
     """How often and how patiently to retry (Envoy's defaults).
 
     Attributes:
-        max_attempts: total tries including the first one (4 = 1 try + 3 retries).
+        max_attempts: total tries including the first one (4 = 1 try + 3 retries);
+            None: until it succeeds (background reconnect loops).
         base_s: backoff base; the n-th retry (0-based) waits up to ``base_s * 2 ** n``.
         cap_s: upper bound of any single backoff (Envoy: 10x base).
+        jitter: ``full`` uniform in ``[0, ceiling]``, ``equal`` in ``[ceiling / 2,
+            ceiling]``, ``none`` the ceiling itself.
 
     """
 
-    max_attempts: int = 4
+    max_attempts: int | None = 4
     base_s: float = 0.025
     cap_s: float = 0.25
+    jitter: Jitter = "full"
 
     def __post_init__(self) -> None:
         """Reject nonsensical settings early (ValueError)."""
-        _check_int("max_attempts", self.max_attempts, 1)
+        if self.max_attempts is not None:
+            check_int("max_attempts", self.max_attempts, 1)
+        if self.jitter not in ("full", "equal", "none"):
+            raise ValueError(f"jitter must be full, equal or none, got {self.jitter!r}")
         for name, value in (("base_s", self.base_s), ("cap_s", self.cap_s)):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.cap_s < self.base_s:
             raise ValueError(f"cap_s ({self.cap_s}) must be >= base_s ({self.base_s})")
 
+    def ceiling_s(self, attempt: int) -> float:
+        """The longest wait before retry number ``attempt``: ``min(cap_s, base_s * 2 ** n)``."""
+        if attempt < 0:
+            raise ValueError(f"attempt must be >= 0, got {attempt!r}")
+        return min(self.cap_s, self.base_s * 2.0 ** min(attempt, _MAX_EXPONENT))
 
-def backoff_s(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
-    """Full-jitter delay before retry number ``attempt`` (0 = the first retry).
 
-    Uniform in ``[0, min(cap_s, base_s * 2 ** attempt)]``.
+def backoff_s(attempt: int, policy: RetryPolicy, rng: random.Random = _RNG) -> float:
+    """The jittered delay before retry number ``attempt`` (0 = the first retry).
+
+    Full jitter: uniform in ``[0, ceiling]``; equal: in ``[ceiling / 2, ceiling]``; none:
+    the ceiling, where ceiling is :meth:`RetryPolicy.ceiling_s`.
     """
-    if attempt < 0:
-        raise ValueError(f"attempt must be >= 0, got {attempt!r}")
-    ceiling = min(policy.cap_s, policy.base_s * 2.0 ** min(attempt, _MAX_EXPONENT))
-    return rng.uniform(0.0, ceiling)
+    ceiling = policy.ceiling_s(attempt)
+    if policy.jitter == "full":
+        return rng.uniform(0.0, ceiling)
+    if policy.jitter == "equal":
+        return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+    return ceiling
 
 
 class RetryBudget:
@@ -119,10 +141,10 @@ class RetryBudget:
     ) -> None:
         if not math.isfinite(ratio) or ratio < 0:
             raise ValueError(f"ratio must be a finite number >= 0, got {ratio!r}")
-        _check_int("min_retries", min_retries, 0)
+        check_int("min_retries", min_retries, 0)
         if not math.isfinite(window_s) or window_s <= 0:
             raise ValueError(f"window_s must be a finite number > 0, got {window_s!r}")
-        _check_int("buckets", buckets, 1)
+        check_int("buckets", buckets, 1)
         self.ratio = ratio
         self.min_retries = min_retries
         self.window_s = window_s
@@ -210,6 +232,7 @@ async def retry_async(
     budget: RetryBudget | None,
     retry_on: Callable[[BaseException], bool],
     retry_on_result: Callable[[T], bool] | None = None,
+    on_retry: Callable[[T | BaseException, float], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
 ) -> T:
@@ -219,7 +242,8 @@ async def retry_async(
     (``policy.max_attempts`` counts the first try), the outcome asks for one (an
     ``Exception`` for which ``retry_on`` is true, or a result for which ``retry_on_result``
     is true) and the budget, if any, grants a withdrawal (asked last, so a refused retry
-    for another reason costs no budget). Between tries it awaits ``sleep(backoff_s(...))``.
+    for another reason costs no budget). Between tries it awaits ``sleep(backoff_s(...))``,
+    after ``on_retry(outcome, delay)`` (log it, release a discarded response).
 
     When no retry happens the last exception is re-raised, or the last result returned.
     ``asyncio.CancelledError`` and other non-``Exception`` errors are never retried. The
@@ -228,11 +252,17 @@ async def retry_async(
     if budget is not None:
         budget.record_call()
     jitter = _RNG if rng is None else rng
-    retries_allowed = policy.max_attempts - 1 if safe else 0
+    if not safe:
+        retries_allowed: float = 0
+    elif policy.max_attempts is None:
+        retries_allowed = math.inf
+    else:
+        retries_allowed = policy.max_attempts - 1
     attempt = 0  # retries made so far; also the backoff exponent of the next retry
     while True:
+        outcome: T | BaseException
         try:
-            result = await fn()
+            outcome = await fn()
         except Exception as exc:
             if not (
                 attempt < retries_allowed
@@ -240,13 +270,17 @@ async def retry_async(
                 and (budget is None or budget.try_withdraw())
             ):
                 raise
+            outcome = exc
         else:
             if not (
                 retry_on_result is not None
                 and attempt < retries_allowed
-                and retry_on_result(result)
+                and retry_on_result(outcome)
                 and (budget is None or budget.try_withdraw())
             ):
-                return result
-        await sleep(backoff_s(attempt, policy, jitter))
+                return outcome
+        delay = backoff_s(attempt, policy, jitter)
+        if on_retry is not None:
+            on_retry(outcome, delay)
+        await sleep(delay)
         attempt += 1

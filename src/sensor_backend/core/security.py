@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
 from sensor_backend.core.errors import Unavailable
 from sensor_backend.core.jwks import JwksCache
 from sensor_backend.core.jwt_verify import JwtVerifier
@@ -32,7 +31,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from sensor_backend.core.app import ServiceContext
-    from sensor_backend.core.upstreams import SessionHolder
+    from sensor_backend.core.breaker import CircuitBreaker
+    from sensor_backend.core.http_client import SessionHolder
 
 AUTH_MODE_HEADER = "X-Auth-Mode"
 # Documentation only (auto_error off): it puts the bearer scheme into the OpenAPI document,
@@ -58,18 +58,15 @@ class AuthGuard:
         ctx: ServiceContext,
         http: SessionHolder,
         *,
+        breaker: CircuitBreaker,
         auth_urls: list[str],
         jwks_path: Path,
-        breaker_name: str = "auth",
     ) -> None:
         self.ctx = ctx
         self.http = http
         self.auth_urls = auth_urls
         self.jwks_path = jwks_path
-        existing = ctx.breakers.get(breaker_name)
-        self.breaker = existing or ctx.breakers.add(
-            CircuitBreaker(breaker_name, BreakerConfig(open_wait_s=10.0, max_open_wait_s=60.0))
-        )
+        self.breaker = breaker  # built by the service's breakers.py, from its settings
         self._authenticator: TokenAuthenticator | None = None
         self._jwks: JwksCache | None = None
         ctx.on_startup.append(self.start)

@@ -31,7 +31,6 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -40,14 +39,14 @@ import aiohttp
 
 from sensor_backend.core import spans, tracing
 from sensor_backend.core.errors import RequestTimeout
-from sensor_backend.core.retry import RetryPolicy, backoff_s
+from sensor_backend.core.retry import RetryPolicy, retry_async
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
     from sensor_backend.core.breaker import CircuitBreaker
-    from sensor_backend.core.replicas import Replica, UpstreamPool
+    from sensor_backend.core.replicas import Replica, ReplicaPool
     from sensor_backend.core.retry import RetryBudget
 
 # What a replica answers when it cannot serve anyone right now: counted against the service's
@@ -69,7 +68,7 @@ class ServiceClient:
     def __init__(
         self,
         name: str,
-        pool: UpstreamPool,
+        pool: ReplicaPool,
         breaker: CircuitBreaker,
         budget: RetryBudget,
         session: Callable[[], aiohttp.ClientSession],
@@ -99,7 +98,7 @@ class ServiceClient:
             sock_read=timeout_s,
         )
         self.retry = retry or RetryPolicy()
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         # Called when a health check sees the service come back (a replica ready again, or
         # the breaker's open wait ended): queues waiting for it resume now.
         self.on_ready: list[Callable[[], None]] = []
@@ -129,12 +128,8 @@ class ServiceClient:
             timeout=self.stream_timeout if streamed else self.timeout,
         )
 
-    def backoff_s(self, attempt: int) -> float:
-        """Full-jitter wait before retry number ``attempt`` (DESIGN.md §5)."""
-        return backoff_s(attempt, self.retry, self._rng)
-
     def probed(self, url: str, ready: bool) -> None:  # noqa: FBT001 - the probe callback's shape
-        """An active health check's result (``core.upstreams.add_service_probes``).
+        """An active health check's result (``core.service_probes.add_service_probes``).
 
         Ready readmits the replica and ends the breaker's open wait, whatever it has grown
         to over a long outage history (docs/resilience.md); not ready withholds traffic.
@@ -202,27 +197,38 @@ class Exchange:
 
     async def _enter(self) -> aiohttp.ClientResponse:
         client = self._client
-        client.budget.record_call()
-        exclude: Replica | None = None
-        attempt = 0
-        while True:
+        last: Replica | None = None  # the replica of the latest try
+
+        async def attempt() -> aiohttp.ClientResponse:
+            nonlocal last
             generation = client.breaker.acquire()  # CircuitOpenError when open
-            replica = client.pool.pick(exclude)
+            replica = last = client.pool.pick(last)  # a retry prefers another replica
             outcome = await self._try(replica, generation)
             if isinstance(outcome, aiohttp.ClientResponse):
-                if outcome.status not in CANNOT_SERVE or not self._may_retry(attempt):
-                    # Handed out (a 502/503/504 too, after the last try): the replica stays
-                    # busy with it until __aexit__ releases it.
-                    self._replica, self._response = replica, outcome
-                    return outcome
-                outcome.release()
-                replica.outstanding -= 1
-            elif not self._may_retry(attempt):
-                kind = "timed out" if isinstance(outcome, TimeoutError) else "unreachable"
-                raise UpstreamUnreachableError(f"{replica.url} {kind}") from outcome
-            exclude = replica
-            await asyncio.sleep(client.backoff_s(attempt))
-            attempt += 1
+                return outcome
+            kind = "timed out" if isinstance(outcome, TimeoutError) else "unreachable"
+            raise UpstreamUnreachableError(f"{replica.url} {kind}") from outcome
+
+        def discard(outcome: aiohttp.ClientResponse | BaseException, _delay: float) -> None:
+            if isinstance(outcome, aiohttp.ClientResponse):
+                outcome.release()  # a 502/503/504 retried past: its replica is free again
+                if last is not None:
+                    last.outstanding -= 1
+
+        response = await retry_async(
+            attempt,
+            safe=self._retryable,
+            policy=client.retry,
+            budget=client.budget,
+            retry_on=lambda exc: isinstance(exc, UpstreamUnreachableError),
+            retry_on_result=lambda resp: resp.status in CANNOT_SERVE,
+            on_retry=discard,
+            rng=client.rng,
+        )
+        # Handed out (a 502/503/504 too, after the last try): the replica stays busy with
+        # it until __aexit__ releases it.
+        self._replica, self._response = last, response
+        return response
 
     async def _try(
         self, replica: Replica, generation: int
@@ -267,14 +273,6 @@ class Exchange:
         else:
             client.pool.succeeded(replica)
         return resp
-
-    def _may_retry(self, attempt: int) -> bool:
-        client = self._client
-        return (
-            self._retryable
-            and attempt + 1 < client.retry.max_attempts
-            and client.budget.try_withdraw()
-        )
 
     async def __aexit__(
         self,

@@ -18,6 +18,8 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sensor_backend.core.breaker import BreakerConfig
+
 # Values that show a secret was never set. Compared case-insensitively.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "changethis", "secret", "password"})
 
@@ -77,6 +79,11 @@ class ServiceSettings(BaseSettings):
     auth_fallback: bool = Field(default=True, validation_alias=AliasChoices("AUTH_FALLBACK"))
     # Health probes of dependencies run in the background; /health reads the cache.
     health_probe_interval_s: float = Field(default=2.0, gt=0)
+    # The breaker in front of auth's /verify in the sensor and event services (the
+    # gateway's auth breaker is one of its service breakers, GatewaySettings.breaker_*).
+    auth_breaker_failures: int = Field(default=5, ge=1)
+    auth_breaker_open_s: float = Field(default=10.0, gt=0)
+    auth_breaker_max_open_s: float = Field(default=60.0, gt=0)
     # X-Fault-Abort: 5xx answered by the service itself (core/fault_injection.py), for
     # drills and resilience tests. Never in production.
     fault_injection: bool = False
@@ -94,6 +101,14 @@ class ServiceSettings(BaseSettings):
             msg = "fault injection is for drills and tests; it cannot be on in production"
             raise ValueError(msg)
         return self
+
+    def auth_breaker_config(self) -> BreakerConfig:
+        """The auth breaker of a service that checks tokens with auth (core/token_auth.py)."""
+        return BreakerConfig(
+            consecutive_failures=self.auth_breaker_failures,
+            open_wait_s=self.auth_breaker_open_s,
+            max_open_wait_s=self.auth_breaker_max_open_s,
+        )
 
     @property
     def is_development(self) -> bool:
@@ -132,6 +147,17 @@ class DatabaseSettingsMixin(BaseSettings):
     # The original notes: the auth database breaker opens after 3 failures.
     db_breaker_failures: int = Field(default=3, ge=1)
     db_breaker_open_s: float = Field(default=5.0, gt=0)
+    # A database that comes back should be used again within a minute, not five.
+    db_breaker_max_open_s: float = Field(default=60.0, gt=0)
+
+    def db_breaker_config(self) -> BreakerConfig:
+        """The database breaker (core/db_attach.py's ``attach_database`` takes it)."""
+        return BreakerConfig(
+            consecutive_failures=self.db_breaker_failures,
+            open_wait_s=self.db_breaker_open_s,
+            max_open_wait_s=self.db_breaker_max_open_s,
+            half_open_max_wait_s=self.db_command_timeout_s * 2,
+        )
 
     @field_validator("database_url")
     @classmethod

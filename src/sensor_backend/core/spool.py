@@ -50,12 +50,8 @@ overhead); the file itself is somewhat larger.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import math
-import os
-import random
 import re
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -63,10 +59,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Self, TypeVar
 
+from sensor_backend.core.checks import check_int, check_seconds
 from sensor_backend.core.clock import Clock, SystemClock
+from sensor_backend.core.sqlite_files import (
+    CHUNK,
+    FileInUseError,
+    chunks,
+    open_durable,
+    placeholders,
+    rollback,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = ["Spool", "SpoolFullError", "SpoolInUseError", "SpooledItem"]
 
@@ -75,10 +80,6 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _SYSTEM_CLOCK = SystemClock()
-# Jitter only spreads retries out; it is not security-sensitive.
-_RNG = random.Random()  # noqa: S311
-# Host parameters per statement, far below SQLITE_MAX_VARIABLE_NUMBER on any build.
-_CHUNK: Final = 500
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SCHEMA_VERSION: Final = 1
 _SCHEMA: Final = """
@@ -91,8 +92,6 @@ CREATE TABLE IF NOT EXISTS spool (
     attempts   INTEGER NOT NULL DEFAULT 0
 )
 """
-# 2.0 ** 60 * any sane base is far above any cap; keeps the power finite.
-_MAX_EXPONENT: Final = 60
 
 
 class SpoolFullError(Exception):
@@ -108,8 +107,8 @@ class SpoolFullError(Exception):
         self.retry_after_s = retry_after_s
 
 
-class SpoolInUseError(RuntimeError):
-    """Another connection (process) holds the spool file's lock."""
+# Another connection (process) holds the spool file's lock (the name callers know).
+SpoolInUseError = FileInUseError
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,41 +140,6 @@ class _PendingAppend:
     error: BaseException | None = None
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-
-def _check_seconds(name: str, value: float, *, positive: bool = False) -> None:
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        relation = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number {relation}, got {value!r}")
-
-
-def _chunks(values: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a newly created directory entry durable (the database file's name)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-
-
 class Spool:
     """A durable FIFO of ``(key, payload)`` items in ``<path>/<name>.sqlite3``.
 
@@ -199,10 +163,10 @@ class Spool:
         lock_timeout_s: float = 5.0,
         clock: Clock = _SYSTEM_CLOCK,
     ) -> None:
-        _check_positive_int("max_items", max_items)
-        _check_positive_int("max_bytes", max_bytes)
-        _check_seconds("full_retry_after_s", full_retry_after_s)
-        _check_seconds("lock_timeout_s", lock_timeout_s)
+        check_int("max_items", max_items, 1)
+        check_int("max_bytes", max_bytes, 1)
+        check_seconds("full_retry_after_s", full_retry_after_s)
+        check_seconds("lock_timeout_s", lock_timeout_s)
         if not _NAME_RE.fullmatch(name):
             raise ValueError(f"spool name must match {_NAME_RE.pattern}, got {name!r}")
         self.path = Path(path)
@@ -471,47 +435,25 @@ class Spool:
         return self._conn
 
     def _open_sync(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        created = not self.file.exists()
-        # isolation_level=None: no implicit transactions, every BEGIN/COMMIT is explicit.
-        # check_same_thread stays on: the connection never leaves the worker thread.
-        conn = sqlite3.connect(self.file, timeout=self._lock_timeout_s, isolation_level=None)
+        conn = open_durable(
+            self.file,
+            schema=_SCHEMA,
+            schema_version=_SCHEMA_VERSION,
+            lock_timeout_s=self._lock_timeout_s,
+            what="spool",
+        )
         try:
-            count, total, oldest = self._init_sync(conn)
-        except sqlite3.OperationalError as exc:
-            _rollback(conn)
-            conn.close()
-            if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                raise SpoolInUseError(f"spool {self.file} is in use by another process") from exc
-            raise
+            count, total, oldest = self._totals_sync(conn)
         except BaseException:
-            _rollback(conn)
             conn.close()
             raise
-        if created:
-            _fsync_dir(self.path)
         self._conn = conn
         self._count = count
         self._bytes = total
         self._oldest_created_at = oldest
 
-    def _init_sync(self, conn: sqlite3.Connection) -> tuple[int, int, float | None]:
-        """Set the pragmas, create or check the schema; return (count, bytes, oldest)."""
-        # EXCLUSIVE before WAL: the WAL index then lives in heap memory (no -shm file)
-        # and the first write below takes a lock held until close.
-        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-        (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
-        if str(mode).lower() != "wal":
-            raise RuntimeError(f"spool {self.file}: could not enable WAL (got {mode!r})")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(_SCHEMA)
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version == 0:
-            conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-        elif version != _SCHEMA_VERSION:
-            raise RuntimeError(f"spool {self.file}: unknown schema version {version}")
-        conn.execute("COMMIT")
+    def _totals_sync(self, conn: sqlite3.Connection) -> tuple[int, int, float | None]:
+        """(count, bytes, oldest created_at) of the stored items; the last seq used."""
         count, total = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool").fetchone()
         oldest = conn.execute("SELECT created_at FROM spool ORDER BY seq LIMIT 1").fetchone()
         # The highest seq ever used (AUTOINCREMENT remembers it after deletions): appends
@@ -538,9 +480,9 @@ class Spool:
 
     def _present_keys(self, conn: sqlite3.Connection, keys: list[str]) -> set[str]:
         present: set[str] = set()
-        for chunk in _chunks(keys):
+        for chunk in chunks(keys):
             rows = conn.execute(
-                f"SELECT key FROM spool WHERE key IN ({_placeholders(len(chunk))})",  # noqa: S608 (only "?" placeholders are formatted in)
+                f"SELECT key FROM spool WHERE key IN ({placeholders(len(chunk))})",  # noqa: S608 (only "?" placeholders are formatted in)
                 chunk,
             )
             present.update(row[0] for row in rows)
@@ -650,7 +592,7 @@ class Spool:
         )
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for chunk in _chunks(values, _CHUNK // 5):
+            for chunk in chunks(values, CHUNK // 5):
                 conn.execute(
                     "INSERT INTO spool (seq, key, payload, size, created_at) VALUES "  # noqa: S608 (only "?" placeholders are formatted in)
                     + ",".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
@@ -662,7 +604,7 @@ class Spool:
                 oldest = None if row is None else float(row[0])
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         self._last_seq = first + len(rows) - 1
         return list(range(first, first + len(rows))), removed, freed, oldest
@@ -675,8 +617,8 @@ class Spool:
         and take the GIL back, once per row).
         """
         removed = freed = 0
-        for chunk in _chunks(seqs):
-            where = f"WHERE seq IN ({_placeholders(len(chunk))})"
+        for chunk in chunks(seqs):
+            where = f"WHERE seq IN ({placeholders(len(chunk))})"
             count, size = conn.execute(
                 f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM spool {where}",  # noqa: S608 (only "?" placeholders are formatted in)
                 chunk,
@@ -717,9 +659,9 @@ class Spool:
         freed = 0
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for chunk in _chunks(seqs):
+            for chunk in chunks(seqs):
                 sizes = conn.execute(
-                    f"DELETE FROM spool WHERE seq IN ({_placeholders(len(chunk))}) RETURNING size",  # noqa: S608 (only "?" placeholders are formatted in)
+                    f"DELETE FROM spool WHERE seq IN ({placeholders(len(chunk))}) RETURNING size",  # noqa: S608 (only "?" placeholders are formatted in)
                     chunk,
                 ).fetchall()
                 removed += len(sizes)
@@ -727,7 +669,7 @@ class Spool:
             oldest = conn.execute("SELECT created_at FROM spool ORDER BY seq LIMIT 1").fetchone()
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         self._count -= removed
         self._bytes -= freed
@@ -737,14 +679,14 @@ class Spool:
         conn = self._require_conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for chunk in _chunks(seqs):
+            for chunk in chunks(seqs):
                 conn.execute(
-                    f"UPDATE spool SET attempts = attempts + 1 WHERE seq IN ({_placeholders(len(chunk))})",  # noqa: E501, S608 (only "?" placeholders are formatted in)
+                    f"UPDATE spool SET attempts = attempts + 1 WHERE seq IN ({placeholders(len(chunk))})",  # noqa: E501, S608 (only "?" placeholders are formatted in)
                     chunk,
                 )
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
 
     def _contains_sync(self, key: str) -> bool:

@@ -50,7 +50,7 @@ import aiohttp
 from sensor_backend.core.breaker import CircuitBreaker, CircuitOpenError
 from sensor_backend.core.clock import Clock, SystemClock
 from sensor_backend.core.errors import Forbidden, Unauthorized, Unavailable
-from sensor_backend.core.jwks import read_limited
+from sensor_backend.core.http_client import read_limited
 from sensor_backend.core.jwt_verify import (
     MAX_TOKEN_BYTES,
     Claims,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from sensor_backend.core.app import ServiceContext, create_app
-from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
+from sensor_backend.core.db_attach import attach_database
+from sensor_backend.core.http_client import SessionHolder
 from sensor_backend.core.journal import Journal
 from sensor_backend.core.metrics import SpoolCollector
 from sensor_backend.core.security import AuthGuard
-from sensor_backend.core.service import attach_database
-from sensor_backend.core.upstreams import SessionHolder
+from sensor_backend.core.sqlite_files import adopt_legacy_file
+from sensor_backend.events.breakers import events_breakers
 from sensor_backend.events.broker import BrokerConnection
 from sensor_backend.events.consumer import EventConsumer
 from sensor_backend.events.metrics import JournalCollector
@@ -29,28 +31,29 @@ def build_app(settings: EventsSettings | None = None) -> FastAPI:
     ctx = ServiceContext(settings, max_body_bytes=settings.max_body_bytes)
     # PostgreSQL down: producing and spooling keep working, consuming pauses, so the
     # database only degrades the event service.
+    breakers = events_breakers(settings, ctx.breakers)
     db = attach_database(
-        ctx, settings, schema="events", package="sensor_backend.events", essential=False
+        ctx,
+        settings,
+        breaker=breakers.database,
+        schema="events",
+        package="sensor_backend.events",
+        essential=False,
     )
     http = SessionHolder(ctx)
     guard = AuthGuard(
-        ctx, http, auth_urls=settings.auth_service_urls, jwks_path=settings.spool_dir / "jwks.json"
+        ctx,
+        http,
+        breaker=breakers.auth,
+        auth_urls=settings.auth_service_urls,
+        jwks_path=settings.spool_dir / "jwks.json",
     )
     broker = BrokerConnection(settings)
-    breaker = ctx.breakers.add(
-        CircuitBreaker(
-            "broker",
-            BreakerConfig(
-                consecutive_failures=settings.broker_breaker_failures,
-                open_wait_s=settings.broker_breaker_open_s,
-                max_open_wait_s=60.0,
-                half_open_max_wait_s=settings.produce_timeout_s * 2,
-            ),
-        )
-    )
-    # The file the spool used before it became the journal: rows left there are resent.
+    breaker = breakers.broker
+    # <spool_dir>/journal/events.sqlite3; before, <spool_dir>/events.sqlite3/events.sqlite3,
+    # which is moved at startup so that rows left there are resent.
     journal = Journal(
-        settings.spool_dir / "events.sqlite3",
+        settings.spool_dir / "journal",
         max_items=settings.spool_max_items,
         max_bytes=settings.spool_max_bytes,
         name="events",
@@ -74,6 +77,12 @@ def build_app(settings: EventsSettings | None = None) -> FastAPI:
     )
     ctx.metrics.registry.register(JournalCollector(events))
     ctx.metrics.registry.register(SpoolCollector("events_journal", journal.snapshot))
+
+    async def adopt_legacy_journal() -> None:
+        legacy = settings.spool_dir / "events.sqlite3" / "events.sqlite3"
+        await asyncio.to_thread(adopt_legacy_file, legacy, journal.file)
+
+    ctx.on_startup.append(adopt_legacy_journal)
     ctx.on_startup.append(broker.start)
     ctx.on_startup.append(events.start)
     ctx.on_shutdown.append(broker.stop)

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from sensor_backend.core.log import get_logger
+from sensor_backend.core.retry import RetryPolicy, retry_async
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 log = get_logger("events.broker")
 REQUEST_TIMEOUT_MS = 5000
+# Until the broker answers: 0.25 s doubling to 5 s, no jitter (one producer per process).
+BROKER_RECONNECT = RetryPolicy(max_attempts=None, base_s=0.25, cap_s=5.0, jitter="none")
 
 
 class BrokerUnavailableError(ConnectionError):
@@ -84,27 +87,33 @@ class BrokerConnection:
                 await old.stop()
 
     async def _connect_loop(self) -> None:
-        delay = 0.25
-        while self.producer is None:
-            producer = self._new_producer()
-            try:
-                await producer.start()
-                await self.ensure_topic()
-            except (KafkaError, OSError) as exc:
-                self.status = "down"
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                with contextlib.suppress(KafkaError, OSError):
-                    await producer.stop()
-                log.warning(
-                    "broker not reachable; retrying", error=self.last_error, retry_in_s=delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            else:
-                self.producer = producer
-                self.status = "up"
-                self.last_error = None
-                log.info("connected to broker", bootstrap=self.settings.kafka_bootstrap_servers)
+        await retry_async(
+            self._connect_once,
+            safe=True,
+            policy=BROKER_RECONNECT,
+            budget=None,
+            retry_on=lambda exc: isinstance(exc, (KafkaError, OSError)),
+            on_retry=self._connect_failed,
+        )
+        self.status = "up"
+        self.last_error = None
+        log.info("connected to broker", bootstrap=self.settings.kafka_bootstrap_servers)
+
+    async def _connect_once(self) -> None:
+        producer = self._new_producer()
+        try:
+            await producer.start()
+            await self.ensure_topic()
+        except (KafkaError, OSError):
+            with contextlib.suppress(KafkaError, OSError):
+                await producer.stop()
+            raise
+        self.producer = producer
+
+    def _connect_failed(self, outcome: object, delay_s: float) -> None:
+        self.status = "down"
+        self.last_error = f"{type(outcome).__name__}: {outcome}"
+        log.warning("broker not reachable; retrying", error=self.last_error, retry_in_s=delay_s)
 
     async def ensure_topic(self) -> bool:
         """Create the events topic unless it exists; True when it was created."""

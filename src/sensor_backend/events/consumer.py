@@ -23,6 +23,7 @@ from sensor_backend.core import tracing
 from sensor_backend.core.cloudevents import CloudEvent
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.log import get_logger
+from sensor_backend.core.retry import RetryPolicy, retry_async
 from sensor_backend.events.spans import process_spans
 from sensor_backend.events.store import ConsumedRow, EventStore
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 log = get_logger("events.consumer")
 POLL_MS = 500
 MAX_RECORDS = 500
+# A failed poll (broker or database away): 0.25 s doubling to 5 s, no jitter.
+CONSUMER_RETRY = RetryPolicy(max_attempts=None, base_s=0.25, cap_s=5.0, jitter="none")
 
 
 def to_row(record: Any) -> ConsumedRow:  # noqa: ANN401 - an aiokafka ConsumerRecord
@@ -138,31 +141,42 @@ class EventConsumer:
         return consumer
 
     async def _run(self) -> None:
-        delay = 0.25
+        # One retry_async per poll: a poll that works starts the next backoff from the base.
         while True:
-            try:
-                if self._reset:
-                    self._reset = False
-                    self.resets += 1
-                    await self._close()
-                if self._consumer is None:
-                    self._consumer = await self._connect()
-                    self.status = "up"
-                    self.last_error = None
-                await self._poll_once(self._consumer)
-                delay = 0.25
-            except DatabaseUnavailable as exc:
-                self.status = "paused"
-                self.last_error = f"database unavailable: {exc.message}"
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            except (KafkaError, OSError) as exc:
-                self.status = "down"
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("consumer error; reconnecting", error=self.last_error, retry_in_s=delay)
+            await retry_async(
+                self._step,
+                safe=True,
+                policy=CONSUMER_RETRY,
+                budget=None,
+                retry_on=lambda exc: isinstance(exc, (DatabaseUnavailable, KafkaError, OSError)),
+                on_retry=self._step_failed,
+            )
+
+    async def _step(self) -> None:
+        """(Re)connect if needed, then poll once; a broker error closes the consumer."""
+        try:
+            if self._reset:
+                self._reset = False
+                self.resets += 1
                 await self._close()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            if self._consumer is None:
+                self._consumer = await self._connect()
+                self.status = "up"
+                self.last_error = None
+            await self._poll_once(self._consumer)
+        except DatabaseUnavailable as exc:
+            self.status = "paused"
+            self.last_error = f"database unavailable: {exc.message}"
+            raise
+        except (KafkaError, OSError) as exc:
+            self.status = "down"
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            await self._close()
+            raise
+
+    def _step_failed(self, outcome: object, delay_s: float) -> None:
+        if not isinstance(outcome, DatabaseUnavailable):
+            log.warning("consumer error; reconnecting", error=self.last_error, retry_in_s=delay_s)
 
     async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
         batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)

@@ -8,6 +8,7 @@ from typing import ClassVar
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from sensor_backend.core.breaker import BreakerConfig
 from sensor_backend.core.event_limits import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
@@ -49,6 +50,7 @@ class EventsSettings(DatabaseSettingsMixin, ServiceSettings):
     # The broker breaker: a broker that comes back should be drained within seconds.
     broker_breaker_failures: int = Field(default=3, ge=1)
     broker_breaker_open_s: float = Field(default=5.0, gt=0)
+    broker_breaker_max_open_s: float = Field(default=60.0, gt=0)
     # End-to-end confirmation (DESIGN.md §7): an event produced but not confirmed stored
     # within this bound is produced again (doubling per resend, capped); the confirmer asks
     # PostgreSQL about journal rows older than min_age every interval.
@@ -77,6 +79,15 @@ class EventsSettings(DatabaseSettingsMixin, ServiceSettings):
     def _event_contract(self) -> EventsSettings:
         self.event_limits()  # raises ValueError for a body limit below one maximal event
         return self
+
+    def broker_breaker_config(self) -> BreakerConfig:
+        """The breaker in front of the broker (events/publisher.py)."""
+        return BreakerConfig(
+            consecutive_failures=self.broker_breaker_failures,
+            open_wait_s=self.broker_breaker_open_s,
+            max_open_wait_s=self.broker_breaker_max_open_s,
+            half_open_max_wait_s=self.produce_timeout_s * 2,
+        )
 
     def event_limits(self) -> EventLimits:
         return EventLimits(

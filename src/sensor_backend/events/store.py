@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sensor_backend.core.sql import newest_first
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -139,24 +141,12 @@ class EventStore:
         limit: int,
     ) -> list[dict[str, Any]]:
         """The processing log, newest first, keyset-paginated on ``seq``."""
-        clauses: list[str] = []
-        args: list[object] = []
-        for column, value in (("type", type_), ("subject", subject)):
-            if value is not None:
-                args.append(value)
-                clauses.append(f"{column} = ${len(args)}")
-        if since is not None:
-            args.append(since)
-            clauses.append(f"processed_at >= ${len(args)}")
-        if before is not None:
-            args.append(before)
-            clauses.append(f"seq < ${len(args)}")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        args.append(limit)
-        # Only fixed column names and placeholders are interpolated; values are parameters.
-        sql = (
-            f"SELECT {LOG_COLUMNS} FROM processed_events {where}"  # noqa: S608
-            f" ORDER BY seq DESC LIMIT ${len(args)}"
+        sql, args = newest_first(
+            f"SELECT {LOG_COLUMNS} FROM processed_events",  # noqa: S608 - fixed columns
+            filters=(("type =", type_), ("subject =", subject), ("processed_at >=", since)),
+            seq_column="seq",
+            before=before,
+            limit=limit,
         )
 
         async def read(conn: Connection) -> list[dict[str, Any]]:

@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sensor_backend.core.app import ServiceContext, create_app
-from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
 from sensor_backend.core.dead_letter import DeadLetterCollector, DeadLetterStore
 from sensor_backend.core.drainer import Drainer
+from sensor_backend.core.http_client import SessionHolder
 from sensor_backend.core.metrics import SpoolCollector, templated
 from sensor_backend.core.openapi import install_openapi
-from sensor_backend.core.replicas import UpstreamPool
+from sensor_backend.core.replicas import ReplicaPool
 from sensor_backend.core.retry import RetryBudget
 from sensor_backend.core.security import AuthGuard
 from sensor_backend.core.service_client import ServiceClient
+from sensor_backend.core.service_probes import add_service_probes
 from sensor_backend.core.service_token import ServiceTokenProvider
 from sensor_backend.core.spool import Spool
-from sensor_backend.core.upstreams import SessionHolder, add_service_probes
+from sensor_backend.gateway.breakers import gateway_breakers
 from sensor_backend.gateway.console_routes import console_router
 from sensor_backend.gateway.dead_letter_routes import dead_letter_router
 from sensor_backend.gateway.event_queue import EventQueue
@@ -24,32 +25,25 @@ from sensor_backend.gateway.gateway import Gateway
 from sensor_backend.gateway.health import GatewayHealth
 from sensor_backend.gateway.routes import EVENT_PATHS, openapi_paths, proxy_routes, router
 from sensor_backend.gateway.service_openapi import service_schemas
-from sensor_backend.gateway.settings import GatewaySettings
+from sensor_backend.gateway.settings import GatewaySettings, public_name
 from sensor_backend.gateway.slo import prime_submission_series, slo_router
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from sensor_backend.core.breaker import CircuitBreaker
+
 
 def _service_client(
-    ctx: ServiceContext, http: SessionHolder, settings: GatewaySettings, name: str, urls: list[str]
+    http: SessionHolder,
+    settings: GatewaySettings,
+    name: str,
+    urls: list[str],
+    breaker: CircuitBreaker,
 ) -> ServiceClient:
-    breaker = ctx.breakers.add(
-        CircuitBreaker(
-            name,
-            BreakerConfig(
-                consecutive_failures=settings.breaker_failures,
-                open_wait_s=settings.breaker_open_s,
-                max_open_wait_s=settings.breaker_max_open_s,
-                slow_call_s=settings.http_total_timeout_s,
-                half_open_max_calls=2,
-                half_open_max_wait_s=settings.http_total_timeout_s * 2,
-            ),
-        )
-    )
     return ServiceClient(
         name,
-        UpstreamPool(name, urls, eject_after=settings.eject_after),
+        ReplicaPool(name, urls, eject_after=settings.eject_after),
         breaker,
         RetryBudget(),
         lambda: http.session,
@@ -64,14 +58,20 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         settings, max_body_bytes=settings.max_body_bytes, body_scan_paths=frozenset(EVENT_PATHS)
     )
     http = SessionHolder(ctx)
-    upstreams = {
-        name: _service_client(ctx, http, settings, name, urls)
-        for name, urls in settings.upstreams().items()
+    breakers = gateway_breakers(settings, ctx.breakers)
+    clients = {
+        name: _service_client(http, settings, name, urls, breakers[name])
+        for name, urls in settings.service_urls().items()
     }
-    for upstream in upstreams.values():
-        add_service_probes(ctx, http, upstream.name, upstream.pool.urls, upstream.probed)
+    for client in clients.values():
+        add_service_probes(ctx, http, client.name, client.pool.urls, client.probed)
+    # Token checks share the auth service's breaker: "is auth down?" is one question.
     guard = AuthGuard(
-        ctx, http, auth_urls=settings.auth_service_urls, jwks_path=settings.spool_dir / "jwks.json"
+        ctx,
+        http,
+        breaker=breakers["auth"],
+        auth_urls=settings.auth_service_urls,
+        jwks_path=settings.spool_dir / "jwks.json",
     )
     spool = Spool(
         settings.spool_dir,
@@ -84,7 +84,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     limits = settings.event_limits()
     events = EventQueue(
         spool,
-        upstreams["kafka"],
+        clients["events"],
         ServiceTokenProvider(
             lambda: http.session,
             settings.auth_service_urls,
@@ -104,7 +104,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         name="gateway-events",
     )
     events.wake = drainer.wake
-    upstreams["kafka"].on_ready.append(drainer.retry_now)
+    clients["events"].on_ready.append(drainer.retry_now)
 
     async def start_queue() -> None:
         await spool.open()
@@ -118,8 +118,8 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     ctx.on_startup.append(start_queue)
     ctx.on_shutdown.append(stop_queue)
-    gateway = Gateway(settings=settings, ctx=ctx, upstreams=upstreams, guard=guard, events=events)
-    aggregated = GatewayHealth(ctx.health, ctx.breakers, settings.upstreams())
+    gateway = Gateway(settings=settings, ctx=ctx, clients=clients, guard=guard, events=events)
+    aggregated = GatewayHealth(ctx.health, ctx.breakers, settings.service_urls())
     aggregated.extras.append(
         lambda: {
             "event_spool": events.snapshot(),
@@ -130,7 +130,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     ctx.metrics.registry.register(DeadLetterCollector("gateway", dead_letters.snapshot))
     ctx.metrics.registry.register(SpoolCollector("gateway", events.snapshot))
     aggregated.extras.append(
-        lambda: {"upstreams": {n: u.pool.snapshot() for n, u in upstreams.items()}}
+        lambda: {"upstreams": {public_name(n): c.pool.snapshot() for n, c in clients.items()}}
     )
     aggregated.extras.append(gateway.snapshot)
     app = create_app(ctx, title="sensor-backend API gateway", health_report=aggregated.report)

@@ -22,9 +22,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
 from sensor_backend.core.errors import NotFound
+from sensor_backend.core.service_probes import fetch_health
+from sensor_backend.gateway.settings import public_name
 
 if TYPE_CHECKING:
-    from sensor_backend.core.upstreams import SessionHolder
+    from sensor_backend.core.http_client import SessionHolder
     from sensor_backend.gateway.gateway import Gateway
 
 REPLICA_TIMEOUT_S = 1.0
@@ -74,15 +76,13 @@ async def console_asset(name: str) -> Response:
 
 
 async def _replica_health(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    timeout = aiohttp.ClientTimeout(total=REPLICA_TIMEOUT_S)
     try:
-        async with session.get(f"{url}/health", timeout=timeout) as resp:
-            doc = await resp.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        status, doc = await fetch_health(session, url, REPLICA_TIMEOUT_S)
+    except (aiohttp.ClientError, TimeoutError) as exc:
         return {"url": url, "reachable": False, "error": str(exc) or type(exc).__name__}
     if not isinstance(doc, dict):
         return {"url": url, "reachable": False, "error": "health answer is not a JSON object"}
-    return {"url": url, "reachable": True, "http_status": resp.status, "health": doc}
+    return {"url": url, "reachable": True, "http_status": status, "health": doc}
 
 
 @console_router.get("/console/api/system", summary="Gateway and per-replica health documents")
@@ -90,12 +90,15 @@ async def console_system(request: Request) -> dict[str, Any]:
     """The gateway's aggregated /health and every replica's own /health, fetched now."""
     gateway: Gateway = request.app.state.gateway
     http: SessionHolder = request.app.state.http
-    names = list(gateway.upstreams)
-    urls = [[r.url for r in gateway.upstreams[n].pool.replicas] for n in names]
+    names = list(gateway.clients)
+    urls = [[r.url for r in gateway.clients[n].pool.replicas] for n in names]
     flat = [u for group in urls for u in group]
     docs = await asyncio.gather(*(_replica_health(http.session, u) for u in flat))
     found = iter(docs)
-    services = {name: [next(found) for _ in group] for name, group in zip(names, urls, strict=True)}
+    services = {
+        public_name(name): [next(found) for _ in group]
+        for name, group in zip(names, urls, strict=True)
+    }
     return {"gateway": await _gateway_health(request), "services": services}
 
 

@@ -44,6 +44,7 @@ from sensor_backend.core.log import get_logger
 from sensor_backend.core.service_client import UpstreamUnreachableError
 from sensor_backend.core.service_token import ServiceTokenError
 from sensor_backend.core.spool import SpoolFullError
+from sensor_backend.gateway.settings import public_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -69,14 +70,14 @@ class EventQueue:
     def __init__(
         self,
         spool: Spool,
-        upstream: ServiceClient,
+        client: ServiceClient,
         token: ServiceTokenProvider,
         *,
         limits: EventLimits,
         dead_letters: DeadLetterStore,
     ) -> None:
         self.spool = spool
-        self.upstream = upstream
+        self.client = client
         self.token = token
         self.limits = limits
         self.dead_letters = dead_letters
@@ -113,7 +114,7 @@ class EventQueue:
             raise Unavailable(
                 "event service down and the gateway's event spool is full",
                 retry_after_s=exc.retry_after_s,
-                service="kafka",
+                service=public_name("events"),
             ) from exc
         self.accepted += sum(stored)
         self.wake()
@@ -206,7 +207,7 @@ class EventQueue:
         authorization = await self.token.authorization()
         body = batch_body([item.payload for item in items])
         headers = {"Authorization": authorization, "Content-Type": "application/json"}
-        call = self.upstream.call("POST", "/send-event", data=body, headers=headers, retryable=True)
+        call = self.client.call("POST", "/send-event", data=body, headers=headers, retryable=True)
         try:
             async with call as resp:
                 status = resp.status
@@ -238,7 +239,7 @@ class EventQueue:
             raise Unavailable(
                 "the gateway's event spool is full; replay later",
                 retry_after_s=exc.retry_after_s,
-                service="kafka",
+                service=public_name("events"),
             ) from exc
         # Spooled (fsynced) first, removed second: a crash in between leaves it in both,
         # and the event service dedups the id if both ever send it. Only this record is

@@ -40,13 +40,13 @@ class Gateway:
         *,
         settings: GatewaySettings,
         ctx: ServiceContext,
-        upstreams: dict[str, ServiceClient],
+        clients: dict[str, ServiceClient],
         guard: AuthGuard,
         events: EventQueue,
     ) -> None:
         self.settings = settings
         self.ctx = ctx
-        self.upstreams = upstreams
+        self.clients = clients  # one ServiceClient per service, by its name
         self.guard = guard
         self.events = events
         self.limiters = {

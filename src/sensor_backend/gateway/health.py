@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from sensor_backend import __version__
 from sensor_backend.core.health import CheckStatus, HealthMonitor
-from sensor_backend.core.upstreams import replica_label
+from sensor_backend.core.service_probes import replica_label
+from sensor_backend.gateway.settings import public_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,18 +28,18 @@ class GatewayHealth:
         self,
         monitor: HealthMonitor,
         breakers: BreakerRegistry,
-        upstreams: dict[str, list[str]],
+        service_urls: dict[str, list[str]],
     ) -> None:
         self.monitor = monitor
         self.breakers = breakers
-        self.upstreams = upstreams
+        self.service_urls = service_urls
         self.extras: list[Callable[[], dict[str, Any]]] = []
 
     def service_status(self, service: str) -> dict[str, Any]:
         replicas = []
         up = 0
         remote_healthy = 0
-        for index, url in enumerate(self.upstreams[service]):
+        for index, url in enumerate(self.service_urls[service]):
             result = self.monitor.check(replica_label(service, index))
             remote = result.details.get("remote_status")
             replicas.append(
@@ -64,7 +65,7 @@ class GatewayHealth:
         return {"status": status, "replicas_up": up, "replicas": replicas}
 
     def report(self) -> dict[str, Any]:
-        services = {name: self.service_status(name) for name in self.upstreams}
+        services = {public_name(name): self.service_status(name) for name in self.service_urls}
         statuses = [s["status"] for s in services.values()]
         if all(s == HEALTHY for s in statuses):
             overall = HEALTHY
@@ -76,9 +77,14 @@ class GatewayHealth:
             "gateway": HEALTHY,
             "overall_status": overall,
             "services": services,
-            "circuit_breakers": self.breakers.snapshots(),
+            "circuit_breakers": public_snapshots(self.breakers),
             "instance": self.monitor.instance,
             "version": __version__,
             **self.monitor.extra_facts(),
             **{k: v for extra in self.extras for k, v in extra().items()},
         }
+
+
+def public_snapshots(breakers: BreakerRegistry) -> dict[str, dict[str, object]]:
+    """The breakers' snapshots under their public names (``/health``, ``/circuit-breakers``)."""
+    return {public_name(name): snap for name, snap in breakers.snapshots().items()}

@@ -20,6 +20,7 @@ from sensor_backend.core.breaker import CircuitOpenError
 from sensor_backend.core.errors import PayloadTooLarge, Unavailable
 from sensor_backend.core.request_context import outgoing_headers
 from sensor_backend.core.service_client import CANNOT_SERVE, UpstreamUnreachableError
+from sensor_backend.gateway.settings import public_name
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -68,8 +69,9 @@ MAX_BUFFERED_BODY = 1 << 20
 
 
 def unavailable(service: str, retry_after_s: float, reason: str) -> Unavailable:
+    name = public_name(service)  # error bodies keep the seed's names (kafka)
     return Unavailable(
-        f"{service} service unavailable: {reason}", retry_after_s=retry_after_s, service=service
+        f"{name} service unavailable: {reason}", retry_after_s=retry_after_s, service=name
     )
 
 
@@ -173,7 +175,7 @@ async def forward(
     scope: Scope,
     receive: Receive,
     send: Send,
-    upstream: ServiceClient,
+    client: ServiceClient,
     path: str,
     *,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
@@ -212,7 +214,7 @@ async def forward(
             retryable = False
         else:
             payload = None
-    call = upstream.call(
+    call = client.call(
         method,
         target,
         headers=_forward_headers(scope),
@@ -224,12 +226,12 @@ async def forward(
         async with call as resp:
             if not relay_unavailable and resp.status in CANNOT_SERVE:
                 reason = f"answered {resp.status}"
-                raise unavailable(upstream.name, upstream.breaker.retry_after_s or 1, reason)
+                raise unavailable(client.name, client.breaker.retry_after_s or 1, reason)
             await _relay(resp, send, extra_headers)
     except CircuitOpenError as exc:
-        raise unavailable(upstream.name, exc.retry_after_s, "circuit open") from exc
+        raise unavailable(client.name, exc.retry_after_s, "circuit open") from exc
     except UpstreamUnreachableError as exc:
-        raise unavailable(upstream.name, upstream.breaker.retry_after_s or 1, str(exc)) from exc
+        raise unavailable(client.name, client.breaker.retry_after_s or 1, str(exc)) from exc
 
 
 async def _relay(

@@ -21,8 +21,10 @@ from sensor_backend.core.scopes import EVENTS_WRITE
 from sensor_backend.core.security import AdminToken
 from sensor_backend.core.token_auth import require_scope
 from sensor_backend.gateway.event_queue import read_event_body
+from sensor_backend.gateway.health import public_snapshots
 from sensor_backend.gateway.proxy import forward
 from sensor_backend.gateway.service_openapi import service_operation
+from sensor_backend.gateway.settings import internal_name, public_name
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 class ProxyRule:
     method: str
     path: str  # the gateway's path template
-    service: str  # auth, sensor, kafka
+    service: str  # auth, sensor, events
     target: str  # the service's path template
     summary: str
 
@@ -118,8 +120,8 @@ RULES: tuple[ProxyRule, ...] = (
     ProxyRule("GET", "/sensor-types", "sensor", "/sensor-types", "List sensor types"),
     ProxyRule("POST", "/sensor-types", "sensor", "/sensor-types", "Define a sensor type (admin)"),
     ProxyRule("GET", "/sensor-types/{name}", "sensor", "/sensor-types/{name}", "One sensor type"),
-    ProxyRule("GET", "/events/stats", "kafka", "/stats", "Event statistics"),
-    ProxyRule("GET", "/events/logs", "kafka", "/logs", "Event processing log"),
+    ProxyRule("GET", "/events/stats", "events", "/stats", "Event statistics"),
+    ProxyRule("GET", "/events/logs", "events", "/logs", "Event processing log"),
 )
 EVENT_PATHS = ("/events", "/send-event")
 
@@ -140,7 +142,7 @@ class ProxyHandler:
             scope,
             receive,
             send,
-            gateway.upstreams[rule.service],
+            gateway.clients[rule.service],
             rule.target.format(**params),
             extra_headers=extra,
             max_body_bytes=gateway.body_limits.get(rule.group),
@@ -172,7 +174,7 @@ class EventHandler:
                     scope,
                     receive,
                     send,
-                    gateway.upstreams["kafka"],
+                    gateway.clients["events"],
                     "/send-event",
                     extra_headers=extra,
                     body=raw,
@@ -214,7 +216,7 @@ def openapi_paths() -> dict[str, Any]:
                 op["responses"][str(status)] = error_response_object(status)
         paths.setdefault(rule.path, {})[rule.method.lower()] = op
     for path in EVENT_PATHS:
-        op = service_operation("kafka", "POST", "/send-event", path)
+        op = service_operation("events", "POST", "/send-event", path)
         op["summary"] = "Send events (queued by the gateway while the event service is down)"
         op["responses"].update(gateway_errors)
         op["responses"]["202"] = {"description": "Queued (by the gateway or the event service)"}
@@ -232,7 +234,7 @@ def _gateway(request: Request) -> Gateway:
 
 @router.get("/circuit-breakers", summary="Every breaker's state")
 async def circuit_breakers(request: Request) -> dict[str, Any]:
-    return _gateway(request).ctx.breakers.snapshots()
+    return public_snapshots(_gateway(request).ctx.breakers)
 
 
 @router.post(
@@ -242,13 +244,14 @@ async def circuit_breakers(request: Request) -> dict[str, Any]:
 )
 async def reset_breaker(service: str, request: Request, _: AdminToken) -> dict[str, Any]:
     gateway = _gateway(request)
-    breaker = gateway.ctx.breakers.get(service)
+    name = internal_name(service)  # the public kafka, or events, is the event service
+    breaker = gateway.ctx.breakers.get(name)
     if breaker is None:
-        known = sorted(gateway.ctx.breakers.names())
+        known = sorted(public_name(n) for n in gateway.ctx.breakers.names())
         raise NotFound(f"no circuit breaker named {service!r}", known=known)
     breaker.reset()
-    upstream = gateway.upstreams.get(service)
-    if upstream is not None:
-        upstream.pool.readmit_all()
+    client = gateway.clients.get(name)
+    if client is not None:
+        client.pool.readmit_all()
     gateway.ctx.health.poke()
     return {"reset": service, "breaker": breaker.snapshot()}

@@ -24,8 +24,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from sensor_backend.gateway.settings import public_name
+
 SNAPSHOT = Path(__file__).with_name("service_openapi.json")
-# The gateway's upstream name -> the module whose build_app() is that service.
+# The service's public name (the snapshot's keys and the schema prefixes; the event service
+# is kafka there, gateway/settings.public_name) -> the module whose build_app() it is.
 SERVICE_APPS = {
     "auth": "sensor_backend.auth.app",
     "sensor": "sensor_backend.sensor.app",
@@ -85,6 +88,7 @@ def service_operation(service: str, method: str, target: str, path: str) -> dict
     Path parameters take the gateway's names (by position); schema references point at
     the gateway's copies of the service's schemas (see `service_schemas`).
     """
+    service = public_name(service)
     paths: dict[str, Any] = snapshot()[service]["paths"]
     found = next((p for p in paths if _shape(p) == _shape(target)), None)
     if found is None or method.lower() not in paths[found]:

@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from sensor_backend.core.breaker import BreakerConfig
 from sensor_backend.core.client_address import networks
 from sensor_backend.core.event_limits import (
     MAX_BATCH_BYTES,
@@ -51,6 +52,18 @@ class GatewaySettings(ServiceSettings):
     breaker_failures: int = Field(default=5, ge=1)
     breaker_open_s: float = Field(default=30.0, gt=0)
     breaker_max_open_s: float = Field(default=300.0, gt=0)
+
+    def service_breaker_config(self) -> BreakerConfig:
+        """The breaker of each service the gateway calls (one per service, as Kong's)."""
+        return BreakerConfig(
+            consecutive_failures=self.breaker_failures,
+            open_wait_s=self.breaker_open_s,
+            max_open_wait_s=self.breaker_max_open_s,
+            slow_call_s=self.http_total_timeout_s,
+            half_open_max_calls=2,
+            half_open_max_wait_s=self.http_total_timeout_s * 2,
+        )
+
     # Per-client rate limits (gateway/rate_limit.py): "group=requests/window_s" per route
     # group, a token bucket per authenticated subject (per client address on anonymous
     # routes). Sized for lab rigs and people, far above what one needs, so only a runaway
@@ -118,10 +131,27 @@ class GatewaySettings(ServiceSettings):
             max_batch_bytes=self.events_max_batch_bytes,
         )
 
-    def upstreams(self) -> dict[str, list[str]]:
-        """Replica lists keyed by the names used in /health (DESIGN.md §6)."""
+    def service_urls(self) -> dict[str, list[str]]:
+        """Replica lists of the services the gateway calls, by their one name."""
         return {
             "auth": self.auth_service_urls,
             "sensor": self.sensor_service_urls,
-            "kafka": self.events_service_urls,
+            "events": self.events_service_urls,
         }
+
+
+# The event service is ``events`` everywhere inside (settings, breakers, pools, probes,
+# metrics labels); the gateway's public documents (/health, /circuit-breakers, error bodies,
+# the OpenAPI schema prefixes) keep the seed's key ``kafka`` (DESIGN.md §6).
+_PUBLIC_NAMES = {"events": "kafka"}
+_INTERNAL_NAMES = {public: name for name, public in _PUBLIC_NAMES.items()}
+
+
+def public_name(service: str) -> str:
+    """The name clients see for ``service`` (``events`` -> ``kafka``)."""
+    return _PUBLIC_NAMES.get(service, service)
+
+
+def internal_name(service: str) -> str:
+    """The internal name for a public one (``kafka`` -> ``events``); others unchanged."""
+    return _INTERNAL_NAMES.get(service, service)

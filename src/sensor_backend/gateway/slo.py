@@ -24,8 +24,8 @@ from fastapi import APIRouter, Request
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from sensor_backend.core.http_client import SessionHolder
     from sensor_backend.core.metrics import ServiceMetrics
-    from sensor_backend.core.upstreams import SessionHolder
 
 SUBMIT_ROUTE = "/test/sensor/{sensor_type}"
 SUBMIT_LATENCY_S = "0.2"

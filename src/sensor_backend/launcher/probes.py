@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from sensor_backend.core.db import server_answers
+from sensor_backend.core.service_probes import fetch_health
 from sensor_backend.launcher.layout import HOST, Component, Kind
 
 
@@ -36,13 +37,10 @@ async def service_health(
 ) -> dict[str, Any] | None:
     """The service's /health document, or None when it does not answer 200 with JSON."""
     try:
-        async with session.get(
-            f"{url}/health", timeout=aiohttp.ClientTimeout(total=timeout_s)
-        ) as resp:
-            if resp.status != 200:  # noqa: PLR2004 - HTTP OK
-                return None
-            doc: dict[str, Any] = await resp.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError):
+        status, doc = await fetch_health(session, url, timeout_s)
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    if status != 200 or not isinstance(doc, dict):  # noqa: PLR2004 - HTTP OK
         return None
     return doc
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sensor_backend.core import tracing
+from sensor_backend.core.retry import RetryPolicy, backoff_s
 from sensor_backend.sensor.notifications import completed_event, enqueue_failed
 from sensor_backend.sensor.outbox import enqueue
 from sensor_backend.sensor.repository import HANDOFF, read_arrays, unpack
@@ -102,6 +103,10 @@ class JobQueue:
         self.db = db
         self.lease_s = lease_s
         self.retry_base_s = retry_base_s
+        # Equal jitter: a failed job waits at least half its ceiling before the next try.
+        self.retry_policy = RetryPolicy(
+            max_attempts=None, base_s=retry_base_s, cap_s=RETRY_CAP_S, jitter="equal"
+        )
 
     async def claim(self, worker: str) -> Job | None:
         """The oldest due queued test, now ``running`` and leased to ``worker``."""
@@ -216,8 +221,7 @@ class JobQueue:
             reason = f"invalid input: {error}"
         else:
             reason = f"gave up after {job.attempts} attempts: {error}"
-        ceiling = min(RETRY_CAP_S, self.retry_base_s * 2.0 ** (job.attempts - 1))
-        delay = ceiling / 2 + _RNG.uniform(0, ceiling / 2)
+        delay = backoff_s(max(job.attempts - 1, 0), self.retry_policy, _RNG)
 
         async def write(conn: Connection) -> str | None:
             finished = await conn.fetchval(

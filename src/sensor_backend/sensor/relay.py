@@ -53,8 +53,8 @@ from sensor_backend.core.spans import EventSpans
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
+    from sensor_backend.core.http_client import SessionHolder
     from sensor_backend.core.service_client import ServiceClient
-    from sensor_backend.core.upstreams import SessionHolder
     from sensor_backend.sensor.metrics import SensorMetrics
     from sensor_backend.sensor.outbox import Outbox, OutboxRow
     from sensor_backend.sensor.settings import SensorSettings

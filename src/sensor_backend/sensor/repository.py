@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sensor_backend.core.sql import newest_first
 from sensor_backend.sensor.models import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -263,29 +264,18 @@ class TestRepository:
 
     async def list(self, flt: ListFilter) -> list[dict[str, Any]]:
         """Tests newest first, filtered, keyset-paginated on ``seq`` (``before``)."""
-        clauses: list[str] = []
-        args: list[object] = []
-        for column, value in (
-            ("sensor_type", flt.sensor_type),
-            ("device_id", flt.device_id),
-            ("verdict", flt.verdict),
-            ("status", flt.status),
-        ):
-            if value is not None:
-                args.append(value)
-                clauses.append(f"t.{column} = ${len(args)}")
-        if flt.since is not None:
-            args.append(flt.since)
-            clauses.append(f"t.created_at >= ${len(args)}")
-        if flt.before is not None:
-            args.append(flt.before)
-            clauses.append(f"t.seq < ${len(args)}")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        args.append(flt.limit)
-        # Only fixed column names and placeholders are interpolated; values are parameters.
-        sql = (
-            f"SELECT {SUMMARY_COLUMNS} FROM tests t {where}"  # noqa: S608
-            f" ORDER BY t.seq DESC LIMIT ${len(args)}"
+        sql, args = newest_first(
+            f"SELECT {SUMMARY_COLUMNS} FROM tests t",  # noqa: S608 - fixed columns
+            filters=(
+                ("t.sensor_type =", flt.sensor_type),
+                ("t.device_id =", flt.device_id),
+                ("t.verdict =", flt.verdict),
+                ("t.status =", flt.status),
+                ("t.created_at >=", flt.since),
+            ),
+            seq_column="t.seq",
+            before=flt.before,
+            limit=flt.limit,
         )
 
         async def read(conn: Connection) -> list[Any]:

@@ -18,9 +18,8 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from sensor_backend.core.breaker import BreakerConfig, CircuitBreaker
 from sensor_backend.core.dead_letter import DeadLetterCollector
-from sensor_backend.core.replicas import UpstreamPool
+from sensor_backend.core.replicas import ReplicaPool
 from sensor_backend.core.request_context import trace_var
 from sensor_backend.core.retry import RetryBudget
 from sensor_backend.core.service_client import ServiceClient
@@ -35,8 +34,9 @@ from sensor_backend.sensor.worker import WorkerPool
 
 if TYPE_CHECKING:
     from sensor_backend.core.app import ServiceContext
+    from sensor_backend.core.breaker import CircuitBreaker
     from sensor_backend.core.db import Database
-    from sensor_backend.core.upstreams import SessionHolder
+    from sensor_backend.core.http_client import SessionHolder
     from sensor_backend.sensor.models import ParsedTest
     from sensor_backend.sensor.settings import SensorSettings
 
@@ -45,7 +45,13 @@ SEED_BOUND = 2**31  # a drawn seed fits any client's int
 
 class SensorService:
     def __init__(
-        self, ctx: ServiceContext, settings: SensorSettings, db: Database, http: SessionHolder
+        self,
+        ctx: ServiceContext,
+        settings: SensorSettings,
+        db: Database,
+        http: SessionHolder,
+        *,
+        events_breaker: CircuitBreaker,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -54,21 +60,10 @@ class SensorService:
         self.queue = JobQueue(db, lease_s=settings.lease_s, retry_base_s=settings.retry_base_s)
         self.outbox = Outbox(db, lease_s=settings.relay_lease_s)
         self.metrics = SensorMetrics(ctx.metrics.registry, lambda: self.workers.depths)
-        breaker = ctx.breakers.add(
-            CircuitBreaker(
-                "events",
-                BreakerConfig(
-                    consecutive_failures=settings.relay_breaker_failures,
-                    open_wait_s=settings.relay_breaker_open_s,
-                    max_open_wait_s=settings.relay_breaker_max_open_s,
-                    half_open_max_wait_s=settings.http_total_timeout_s * 2,
-                ),
-            )
-        )
         self.events = ServiceClient(
             "events",
-            UpstreamPool("events", settings.events_service_urls),
-            breaker,
+            ReplicaPool("events", settings.events_service_urls),
+            events_breaker,
             RetryBudget(),
             lambda: http.session,
             timeout_s=settings.http_total_timeout_s,

@@ -22,6 +22,7 @@ from typing import ClassVar
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from sensor_backend.core.breaker import BreakerConfig
 from sensor_backend.core.event_limits import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
@@ -99,6 +100,15 @@ class SensorSettings(DatabaseSettingsMixin, ServiceSettings):
     )
 
     _split = field_validator("auth_service_urls", "events_service_urls", mode="before")(split_urls)
+
+    def relay_breaker_config(self) -> BreakerConfig:
+        """The breaker of the relay's client of the event service (sensor/relay.py)."""
+        return BreakerConfig(
+            consecutive_failures=self.relay_breaker_failures,
+            open_wait_s=self.relay_breaker_open_s,
+            max_open_wait_s=self.relay_breaker_max_open_s,
+            half_open_max_wait_s=self.http_total_timeout_s * 2,
+        )
 
     def event_limits(self) -> EventLimits:
         return EventLimits(

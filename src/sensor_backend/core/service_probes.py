@@ -1,46 +1,53 @@
-"""A shared aiohttp session and health probes of other services, for a service's context."""
+"""Health probes of other services: the one client of their ``GET /health``.
+
+`fetch_health` is the request itself (the gateway's console and the launcher use it as is);
+`probe_service` turns it into a health check of one replica, and `add_service_probes`
+registers one such check per replica of a service in a service's `HealthMonitor`
+(``auth[0]``, ``auth[1]``...), whose outcomes readmit replicas and end breaker waits
+(docs/resilience.md).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sensor_backend.core.http_client import HttpClientConfig, make_session
-from sensor_backend.core.service import probe_service
+import aiohttp
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import aiohttp
-
     from sensor_backend.core.app import ServiceContext
+    from sensor_backend.core.http_client import SessionHolder
+
+__all__ = ["add_service_probes", "fetch_health", "probe_service", "replica_label"]
+
+HEALTH_TIMEOUT_S = 1.5
 
 
-class SessionHolder:
-    """Creates the pooled session inside the event loop at startup and closes it at shutdown."""
+async def fetch_health(
+    session: aiohttp.ClientSession, base_url: str, timeout_s: float = HEALTH_TIMEOUT_S
+) -> tuple[int, Any]:
+    """``GET {base_url}/health``: its status and its JSON document (None when not JSON).
 
-    def __init__(self, ctx: ServiceContext) -> None:
-        settings = ctx.settings
-        self.config = HttpClientConfig(
-            total_timeout_s=settings.http_total_timeout_s,
-            connect_timeout_s=settings.http_connect_timeout_s,
-        )
-        self._session: aiohttp.ClientSession | None = None
-        ctx.on_startup.append(self.open)
-        ctx.on_shutdown.append(self.close)
+    Raises what the request raises (``aiohttp.ClientError``, ``TimeoutError``).
+    """
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with session.get(f"{base_url}/health", timeout=timeout) as resp:
+        try:
+            doc = await resp.json(content_type=None)
+        except ValueError:
+            doc = None
+        return resp.status, doc
 
-    async def open(self) -> None:
-        self._session = make_session(self.config)
 
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            raise RuntimeError("HTTP session used before startup")
-        return self._session
+async def probe_service(session: aiohttp.ClientSession, base_url: str) -> dict[str, Any]:
+    """A replica's health check: up when ``/health`` answers 200 with a JSON object."""
+    status, doc = await fetch_health(session, base_url)
+    if status != 200:  # noqa: PLR2004 - HTTP OK
+        raise ConnectionError(f"{base_url}/health answered {status}")
+    if not isinstance(doc, dict):
+        raise ConnectionError(f"{base_url}/health answered no JSON object")
+    return {"url": base_url, "remote_status": doc.get("status", "unknown")}
 
 
 def replica_label(service: str, index: int) -> str:

@@ -1,17 +1,16 @@
-"""Helpers every service's composition root uses: the database and upstream probes."""
+"""`attach_database`: a service's database, its breaker and its health probe, wired into the app."""
 
 from __future__ import annotations
 
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
-from sensor_backend.core.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from sensor_backend.core.breaker import BreakerState
 from sensor_backend.core.db import Database, server_answers
 
 if TYPE_CHECKING:
     from sensor_backend.core.app import ServiceContext
+    from sensor_backend.core.breaker import CircuitBreaker
     from sensor_backend.core.settings import DatabaseSettingsMixin
 
 
@@ -19,25 +18,15 @@ def attach_database(
     ctx: ServiceContext,
     settings: DatabaseSettingsMixin,
     *,
+    breaker: CircuitBreaker,
     schema: str,
     package: str,
     essential: bool = True,
 ) -> Database:
-    """A `Database` for ``schema`` behind a breaker, started and stopped with the app.
+    """A `Database` for ``schema`` behind ``breaker``, started and stopped with the app.
 
     Its migrations live in ``<package>/migrations`` and ship inside the wheel.
     """
-    breaker = CircuitBreaker(
-        "database",
-        BreakerConfig(
-            consecutive_failures=settings.db_breaker_failures,
-            open_wait_s=settings.db_breaker_open_s,
-            # A database that comes back should be used again within a minute, not five.
-            max_open_wait_s=60.0,
-            half_open_max_wait_s=settings.db_command_timeout_s * 2,
-        ),
-    )
-    ctx.breakers.add(breaker)
     db = Database(
         dsn=settings.database_url,
         schema=schema,
@@ -66,12 +55,3 @@ def attach_database(
         "database", probe, essential=essential, capability=f"the {schema} schema (PostgreSQL)"
     )
     return db
-
-
-async def probe_service(session: aiohttp.ClientSession, base_url: str) -> dict[str, Any]:
-    """GET ``{base_url}/health``; up when it answers 200 with a JSON document."""
-    async with session.get(f"{base_url}/health", timeout=aiohttp.ClientTimeout(total=1.5)) as resp:
-        if resp.status != 200:  # noqa: PLR2004 - HTTP OK
-            raise ConnectionError(f"{base_url}/health answered {resp.status}")
-        doc: dict[str, Any] = await resp.json()
-    return {"url": base_url, "remote_status": doc.get("status", "unknown")}
