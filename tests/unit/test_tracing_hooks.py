@@ -88,6 +88,16 @@ def test_hooks_are_no_ops_when_off() -> None:
         assert trace_var.get() is None
 
 
+def test_settings_the_sdk_refuses_leave_the_service_untraced(monkeypatch) -> None:
+    """A bad OTEL_BSP_* value makes the SDK raise: the service starts untraced, not at all."""
+    pytest.importorskip("opentelemetry.sdk")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", ENDPOINT)
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "-1")
+    assert tracing.configure_tracing("demo") is False
+    assert tracing.state.tracer is None
+    assert tracing.state.provider is None
+
+
 @pytest.fixture
 def exported() -> Iterator[InMemorySpanExporter]:
     """Tracing on, spans kept in memory (synchronously exported)."""

@@ -97,8 +97,12 @@ def configure_tracing(
         attributes["service.name"] = service_name
     if instance_id:
         attributes["service.instance.id"] = instance_id
-    provider = TracerProvider(resource=Resource.create(attributes))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    try:
+        provider = TracerProvider(resource=Resource.create(attributes))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    except ValueError as exc:  # e.g. OTEL_BSP_MAX_QUEUE_SIZE=-1: the SDK refuses it
+        log.warning("OTEL_* settings refused by the OpenTelemetry SDK: untraced", error=str(exc))
+        return False
     state.provider = provider
     state.tracer = provider.get_tracer("sensor_backend", __version__)
     # Every hop's span is exported now: a downstream call names it as its parent.
