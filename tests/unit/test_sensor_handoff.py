@@ -29,6 +29,15 @@ def test_handoff_drops_the_oldest_beyond_its_bytes():
     assert handoff.take(third) is not None
 
 
+def test_a_process_without_workers_keeps_nothing():
+    """Serving only (SENSOR_WORKERS=0), nothing would take the arrays: none are kept."""
+    handoff = Handoff(max_bytes=100)
+    handoff.enabled = False
+    test_id = uuid.uuid4()
+    handoff.put(test_id, (b"v" * 8, None, None))
+    assert handoff.take(test_id) is None
+
+
 def test_blocks_cover_each_array_in_order_without_copies():
     """Block rows of 1,000 readings, the last one short, absent series skipped."""
     test_id = uuid.uuid4()

@@ -187,19 +187,22 @@ class EventConsumer:
             if tracing.state.tracer is not None:
                 spans = process_spans(polled, rows, self.settings.kafka_topic)
             try:
-                self.stored_new += await self.store.record(rows)
-            except DatabaseUnavailable as exc:
-                # Nothing committed: go back to the batch's first offsets and retry later.
-                for tp, records in batches.items():
-                    consumer.seek(tp, records[0].offset)
+                try:
+                    self.stored_new += await self.store.record(rows)
+                except DatabaseUnavailable:
+                    # Nothing committed: go back to the batch's first offsets and retry later.
+                    for tp, records in batches.items():
+                        consumer.seek(tp, records[0].offset)
+                    raise
+                # Stored, duplicates included: each of these ids is durable in PostgreSQL now.
+                ids = [row.id for row in rows]
+                for callback in self.on_stored:
+                    callback(ids)
+                await consumer.commit()
+            except BaseException as exc:  # every span started is ended, whatever stopped it
                 if spans is not None:
                     spans.end(exc)
                 raise
-            # Stored, duplicates included: each of these ids is durable in PostgreSQL now.
-            ids = [row.id for row in rows]
-            for callback in self.on_stored:
-                callback(ids)
-            await consumer.commit()
             if spans is not None:
                 spans.end()
             self.consumed += len(rows)

@@ -32,7 +32,12 @@ from sensor_backend.core import tracing
 from sensor_backend.core.retry import RetryPolicy, backoff_s
 from sensor_backend.sensor.notifications import completed_event, enqueue_failed
 from sensor_backend.sensor.outbox import enqueue
-from sensor_backend.sensor.repository import HANDOFF, read_arrays, unpack
+from sensor_backend.sensor.repository import (
+    HANDOFF,
+    ReadingsMissingError,
+    read_arrays,
+    unpack,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -134,7 +139,7 @@ class JobQueue:
 
         stored = await self.db.run(read)
         if stored is None:
-            raise LookupError(f"test {job.id} has no stored readings")
+            raise ReadingsMissingError(f"test {job.id} has no stored readings")
         values, timestamps, reference = stored
         assert values is not None  # noqa: S101 - values are always stored
         return Readings(values, timestamps, reference)

@@ -78,6 +78,10 @@ def blocks(
     return rows
 
 
+class ReadingsMissingError(LookupError):
+    """A test's stored readings are gone or do not fit together: no retry will find them."""
+
+
 class Handoff:
     """The packed readings of tests this process stored, until one of its workers takes them.
 
@@ -94,8 +98,12 @@ class Handoff:
         self._size = 0  # only ever used on the event loop: no lock
         # Told of each test as it is being stored (the worker pool analyses it meanwhile).
         self.listener: Callable[[NewTest], None] | None = None
+        # Off in a process without workers (SENSOR_WORKERS=0): nothing would ever take them.
+        self.enabled = True
 
     def put(self, test_id: uuid.UUID, arrays: StoredArrays, *, test: NewTest | None = None) -> None:
+        if not self.enabled:
+            return
         size = sum(len(a) for a in arrays if a is not None)
         if test is not None and self.listener is not None:
             self.listener(test)
@@ -146,7 +154,7 @@ async def read_arrays(
         filled[series] += len(data)
         present.add(series)
     if extent != filled or any(len(data) > BLOCK_BYTES for *_, data in rows):
-        raise LookupError(f"test {test_id}: its stored reading blocks do not fit together")
+        raise ReadingsMissingError(f"test {test_id}: its stored reading blocks do not fit together")
     out = [bytearray(size) for size in extent]
     for series, block, data in rows:
         at = block * BLOCK_BYTES

@@ -28,7 +28,7 @@ from sensor_backend.core import tracing
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.log import get_logger
 from sensor_backend.sensor.jobs import Readings
-from sensor_backend.sensor.repository import HANDOFF, unpack
+from sensor_backend.sensor.repository import HANDOFF, ReadingsMissingError, unpack
 from sensor_backend.sensor.runner import InvalidJob, run_analysis, run_job
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ class WorkerPool:
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="sensor-housekeeping"))
         self._normal_state = "running" if n else "no workers (SENSOR_WORKERS=0): serving only"
         self.state = self._normal_state
+        HANDOFF.enabled = bool(n)  # a serving-only replica keeps no readings for workers
         if n and not self.settings.work_delay_s:
             HANDOFF.listener = self._analyse_ahead
 
@@ -235,7 +236,7 @@ class WorkerPool:
                 work = partial(run_job, job, readings, max_indices=self.settings.result_max_indices)
                 future = asyncio.get_running_loop().run_in_executor(self._executor, work)
             outcome = await asyncio.wait_for(future, self.settings.max_job_s)
-        except InvalidJob as exc:
+        except (InvalidJob, ReadingsMissingError) as exc:  # the same on every attempt
             return None, str(exc), "permanent"
         except TimeoutError:
             return None, f"analysis took longer than {self.settings.max_job_s:g} s", "transient"

@@ -491,6 +491,7 @@ function reportLink(id) {
 async function openReport(id, msg, format) {
   const fmt = REPORT_FORMATS[format];
   const tab = window.open("", "_blank");
+  if (tab) tab.opener = null;  // the report's tab gets no handle on the console
   msg.className = "msg";
   msg.textContent = "";
   const fail = (text) => {
