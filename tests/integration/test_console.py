@@ -11,43 +11,23 @@ Screenshots go to ``test-artifacts/console/`` for a human look at what was asser
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
 import re
-from pathlib import Path
 
 import httpx
 import pytest
+from browser_support import ARTIFACTS as TEST_ARTIFACTS
+from browser_support import NEEDS_CHROMIUM, launched_chromium
 from harness import ADMIN_PASSWORD, Harness, wait_for
 
 from sensor_backend.sensor.specs import BUILTIN_SPECS
 from sensor_backend.validation.corpus import make_case
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARTIFACTS = TEST_ARTIFACTS / "console"
 FAST = {"GATEWAY_HEALTH_PROBE_INTERVAL_S": "0.5", "GATEWAY_HTTP_TOTAL_TIMEOUT_S": "1.0"}
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} missing (apt-get install chromium)"
-    ),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None,
-        reason="the playwright package is missing (pip install playwright)",
-    ),
-]
+pytestmark = [pytest.mark.integration, *NEEDS_CHROMIUM]
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +82,7 @@ def whole_system(system):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional dependency
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from launched_chromium(ARTIFACTS)
 
 
 @pytest.fixture(scope="module")

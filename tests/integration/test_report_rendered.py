@@ -13,33 +13,23 @@ from __future__ import annotations
 import importlib.util
 import re
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+from browser_support import ARTIFACTS as TEST_ARTIFACTS
+from browser_support import NEEDS_CHROMIUM, launched_chromium
 from harness import ADMIN_PASSWORD, Harness
 
 from sensor_backend.sensor.specs import BUILTIN_SPECS
 from sensor_backend.validation.corpus import make_case
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "report"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+ARTIFACTS = TEST_ARTIFACTS / "report"
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 # A4 is 210 x 297 mm: 595.3 x 841.9 PostScript points (Chromium writes 595.92 x 841.92).
 A4_MEDIABOX = re.compile(rb"/MediaBox\s*\[\s*0\s+0\s+59[56](?:\.\d+)?\s+84[12](?:\.\d+)?\s*\]")
 DEVICE = "rig-7/sht31#a+b@lab"  # device ids allow no markup: escaping is unit-tested
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} missing (apt-get install chromium)"
-    ),
-    pytest.mark.skipif(
-        importlib.util.find_spec("playwright") is None,
-        reason="the playwright package is missing (pip install playwright)",
-    ),
-]
+pytestmark = [pytest.mark.integration, *NEEDS_CHROMIUM]
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +46,7 @@ def system():
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional dependency
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from launched_chromium(ARTIFACTS)
 
 
 def submit(system: Harness) -> str:
