@@ -255,10 +255,11 @@ def npy_with_header(header: str, version: tuple[int, int] = (1, 0)) -> bytes:
         "(" + "~" * 3000 + "1,)",
         "(" + "1+" * 3000 + "1,)",
         "(" + "+" * 9000 + "1,)",
+        "(True,)",
     ],
 )
 def test_a_hostile_npy_header_is_a_422_not_a_crash(shape, version):
-    """NumPy reads the header with ast.literal_eval: deep nesting raises RecursionError."""
+    """A deeply nested shape (RecursionError in NumPy's literal_eval) or a boolean one: 422."""
     header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}"
     body = multipart({"value": npy_with_header(header, version)})
     with pytest.raises(UploadError) as excinfo:

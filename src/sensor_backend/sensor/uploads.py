@@ -432,19 +432,35 @@ def _npy_end(view: memoryview, start: int) -> int:
     is split the same either way.
     """
     try:
-        stream = io.BytesIO(view[start : start + _NPY_HEAD])
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            return -1
+        header = _npy_header(view[start : start + _NPY_HEAD])
     except _NPY_ERRORS:
         return -1
+    if header is None:
+        return -1
+    shape, dtype, size = header
     if dtype.hasobject or any(d < 0 for d in shape):
         return -1
-    return start + stream.tell() + math.prod(shape) * dtype.itemsize
+    return start + size + math.prod(shape) * dtype.itemsize
+
+
+def _npy_header(head: memoryview) -> tuple[tuple[int, ...], np.dtype[Any], int] | None:
+    """(shape, dtype, header size) of a version 1.0 or 2.0 ``.npy`` header; None for others.
+
+    Raises one of `_NPY_ERRORS` for a header that is not one. ``head``: the file's first
+    bytes (BytesIO copies what it gets: pass the header's span, not the whole array).
+    """
+    stream = io.BytesIO(head)
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        return None
+    if not all(type(d) is int for d in shape):  # NumPy takes (True,) as a shape
+        raise ValueError(f"shape {shape!r} is not a tuple of integers")
+    # Fortran order does not matter: one dimension is the same bytes either way.
+    return shape, dtype, stream.tell()
 
 
 def _part_name(headers: str) -> str:
@@ -463,21 +479,14 @@ def _npy(name: str, data: memoryview, max_readings: int) -> NDArray[np.float64]:
     def bad(problem: str, kind: str = "npy_part") -> UploadError:
         return UploadError(f"body.{name}", f"part {name}: {problem}", kind, part=name)
 
-    stream = io.BytesIO(data[:_NPY_HEAD])  # the header only: BytesIO copies what it gets
     try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            return _npy_any(name, data, max_readings, bad)
+        header = _npy_header(data[:_NPY_HEAD])
     except _NPY_ERRORS as exc:
         raise bad(f"not a .npy file ({exc})") from None
-    del fortran  # one dimension: the same bytes either way
-    return _checked(
-        name, data, offset=stream.tell(), shape=shape, dtype=dtype, limit=max_readings, bad=bad
-    )
+    if header is None:
+        return _npy_any(name, data, max_readings, bad)
+    shape, dtype, size = header
+    return _checked(name, data, offset=size, shape=shape, dtype=dtype, limit=max_readings, bad=bad)
 
 
 def _npy_any(
