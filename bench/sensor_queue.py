@@ -29,7 +29,8 @@ import numpy as np
 from sensor_backend.core.db import Database
 from sensor_backend.launcher import embedded_postgres as epg
 from sensor_backend.sensor.jobs import JobQueue, Outcome
-from sensor_backend.sensor.repository import NewTest, TestRepository, pack
+from sensor_backend.sensor.reading_blocks import pack
+from sensor_backend.sensor.repository import NewTest, TestRepository
 from sensor_backend.sensor.runner import run_job
 from sensor_backend.sensor.simulate import simulate
 from sensor_backend.sensor.specs import get_spec

@@ -17,7 +17,7 @@ import asyncpg
 import numpy as np
 import pytest
 
-from sensor_backend.sensor.repository import read_arrays
+from sensor_backend.sensor.reading_blocks import read_arrays
 
 MIGRATIONS = files("sensor_backend.sensor").joinpath("migrations")
 INSERT_TEST = (

@@ -18,13 +18,8 @@ import pytest
 from sensor_backend.core.db import Database
 from sensor_backend.sensor.jobs import JobQueue, Outcome
 from sensor_backend.sensor.outbox import Outbox
-from sensor_backend.sensor.repository import (
-    HANDOFF,
-    IdempotencyKeyReusedError,
-    NewTest,
-    TestRepository,
-    pack,
-)
+from sensor_backend.sensor.reading_blocks import HANDOFF, pack
+from sensor_backend.sensor.repository import IdempotencyKeyReusedError, NewTest, TestRepository
 from sensor_backend.sensor.specs import get_spec
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sensor_backend.sensor.repository import BLOCK_BYTES, Handoff, blocks
+from sensor_backend.sensor.reading_blocks import BLOCK_BYTES, Handoff, blocks
 
 
 def test_handoff_is_taken_once():

@@ -32,12 +32,7 @@ from sensor_backend.core import tracing
 from sensor_backend.core.retry import RetryPolicy, backoff_s
 from sensor_backend.sensor.notifications import completed_event, enqueue_failed
 from sensor_backend.sensor.outbox import enqueue
-from sensor_backend.sensor.repository import (
-    HANDOFF,
-    ReadingsMissingError,
-    read_arrays,
-    unpack,
-)
+from sensor_backend.sensor.reading_blocks import HANDOFF, ReadingsMissingError, read_arrays, unpack
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sensor_backend.sensor.analysis import analyse
-from sensor_backend.sensor.repository import unpack
+from sensor_backend.sensor.reading_blocks import unpack
 from sensor_backend.sensor.simulate import parse_faults, simulate
 from sensor_backend.sensor.specs import SensorSpec
 

@@ -28,8 +28,9 @@ from sensor_backend.sensor.jobs import JobQueue
 from sensor_backend.sensor.metrics import SensorMetrics
 from sensor_backend.sensor.models import SimulateIn
 from sensor_backend.sensor.outbox import Outbox
+from sensor_backend.sensor.reading_blocks import pack
 from sensor_backend.sensor.relay import Relay
-from sensor_backend.sensor.repository import NewTest, Submitted, TestRepository, pack
+from sensor_backend.sensor.repository import NewTest, Submitted, TestRepository
 from sensor_backend.sensor.worker import WorkerPool
 
 if TYPE_CHECKING:

@@ -20,47 +20,28 @@ import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sensor_backend.core import tracing
 from sensor_backend.core.db import DatabaseUnavailable
 from sensor_backend.core.log import get_logger
-from sensor_backend.sensor.jobs import Readings
-from sensor_backend.sensor.repository import HANDOFF, ReadingsMissingError, unpack
-from sensor_backend.sensor.runner import InvalidJob, run_analysis, run_job
+from sensor_backend.sensor.analysis_ahead import AnalysisAhead
+from sensor_backend.sensor.reading_blocks import HANDOFF, ReadingsMissingError
+from sensor_backend.sensor.runner import InvalidJob, run_job
 
 if TYPE_CHECKING:
-    import uuid
     from collections.abc import Awaitable, Callable
 
     from sensor_backend.sensor.jobs import Job, JobQueue, Outcome
     from sensor_backend.sensor.metrics import SensorMetrics
     from sensor_backend.sensor.outbox import Outbox
-    from sensor_backend.sensor.repository import NewTest
     from sensor_backend.sensor.settings import SensorSettings
 
 log = get_logger("sensor.worker")
 MAX_DB_BACKOFF_S = 5.0
 PURGE_EVERY_S = 600.0
-AHEAD_TTL_S = 10.0  # an analysis begun ahead and not claimed by then: the test went elsewhere
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class _Ahead:
-    """An analysis begun while its test was being stored, for the worker that claims it."""
-
-    spec: dict[str, Any]
-    source: str
-    params: dict[str, Any]
-    outcome: asyncio.Future[Outcome]
-    begun: float
-
-    def fits(self, job: Job) -> bool:
-        """Begun on what the claimed row holds (else the row wins and it runs again)."""
-        return (self.spec, self.source, self.params) == (job.spec, job.source, job.params)
 
 
 class WorkerPool:
@@ -89,7 +70,7 @@ class WorkerPool:
         self.last_error: str | None = None
         self.depths: dict[str, Any] = {}
         self._last_purge = 0.0
-        self._ahead: dict[uuid.UUID, _Ahead] = {}
+        self._ahead: AnalysisAhead | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -104,14 +85,21 @@ class WorkerPool:
         self._normal_state = "running" if n else "no workers (SENSOR_WORKERS=0): serving only"
         self.state = self._normal_state
         HANDOFF.enabled = bool(n)  # a serving-only replica keeps no readings for workers
-        if n and not self.settings.work_delay_s:
-            HANDOFF.listener = self._analyse_ahead
+        if self._executor is not None and not self.settings.work_delay_s:
+            self._ahead = AnalysisAhead(
+                self._executor,
+                max_indices=self.settings.result_max_indices,
+                busy=lambda: self.busy > 0,
+            )
+            HANDOFF.listener = self._ahead.offer
 
     async def stop(self) -> None:
         self.state = "stopping"
-        if HANDOFF.listener == self._analyse_ahead:
-            HANDOFF.listener = None
-        self._ahead.clear()
+        if self._ahead is not None:
+            if HANDOFF.listener == self._ahead.offer:
+                HANDOFF.listener = None
+            self._ahead.clear()
+            self._ahead = None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -123,36 +111,6 @@ class WorkerPool:
     def wake(self) -> None:
         """A test was submitted (or re-queued): look now instead of at the next poll."""
         self._wake.set()
-
-    def _analyse_ahead(self, test: NewTest) -> None:
-        """Begin analysing readings this process is storing, while the INSERT and COMMIT run.
-
-        Only while every worker is idle, so no queued test waits behind it for a thread,
-        and one at a time. The outcome is used only by a worker of this process that claims
-        the test through its row and lease, and only if the row holds the same spec, source
-        and params; otherwise, or if the test never commits, it is dropped (exactly-once is
-        the lease's, as before). Issue 14: the analysis (~30-60 ms a million readings) then
-        overlaps the upload's INSERT instead of following it.
-        """
-        now = time.monotonic()
-        for test_id in [k for k, a in self._ahead.items() if now - a.begun > AHEAD_TTL_S]:
-            del self._ahead[test_id]
-        if self._executor is None or test.values is None or self.busy or self._ahead:
-            return
-        values = unpack(test.values)
-        assert values is not None  # noqa: S101 - checked above
-        readings = Readings(values, unpack(test.timestamps), unpack(test.reference))
-        work = partial(
-            run_analysis,
-            test.spec,
-            test.source,
-            test.params,
-            readings,
-            max_indices=self.settings.result_max_indices,
-        )
-        outcome = asyncio.get_running_loop().run_in_executor(self._executor, work)
-        outcome.add_done_callback(_retrieved)  # one dropped unclaimed must not log its error
-        self._ahead[test.id] = _Ahead(test.spec, test.source, test.params, outcome, now)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -227,11 +185,8 @@ class WorkerPool:
         try:
             if self.settings.work_delay_s:
                 await asyncio.sleep(self.settings.work_delay_s)
-            ahead = self._ahead.pop(job.id, None)
-            if ahead is not None and ahead.fits(job):
-                HANDOFF.discard(job.id)
-                future = ahead.outcome
-            else:
+            future = self._ahead.take(job) if self._ahead is not None else None
+            if future is None:
                 readings = await self.queue.readings(job) if job.source == "readings" else None
                 work = partial(run_job, job, readings, max_indices=self.settings.result_max_indices)
                 future = asyncio.get_running_loop().run_in_executor(self._executor, work)
@@ -343,11 +298,6 @@ class WorkerPool:
             purged = await self._guard(self.outbox.purge_sent(self.settings.outbox_retention_s))
             if purged is not None:
                 self._last_purge = time.monotonic()
-
-
-def _retrieved(future: asyncio.Future[Outcome]) -> None:
-    if not future.cancelled():
-        future.exception()  # a claim that awaits it still gets the exception raised
 
 
 def _span_attributes(job: Job) -> tracing.Attributes:
