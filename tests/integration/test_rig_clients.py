@@ -306,32 +306,24 @@ def test_the_admin_cli_creates_a_client(system):
         **os.environ,
         **system.supervisor.managed["auth"].component.env,
     }
-    result = subprocess.run(
-        [cli, "create-client", "--name", "rig-cli", "--scopes", "tests:write,tests:read", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+
+    def admin(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [cli, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return result
+
+    created = admin(
+        "create-client", "--name", "rig-cli", "--scopes", "tests:write,tests:read", "--json"
     )
-    assert result.returncode == 0, result.stderr
-    client = json.loads(result.stdout)
+    client = json.loads(created.stdout)
     assert client["scopes"] == ["tests:write", "tests:read"]
     assert client_token(system, client)
-    listed = subprocess.run(
-        [cli, "list-clients"], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    listed = admin("list-clients")
     assert "rig-cli" in listed.stdout
     assert client["client_secret"] not in listed.stdout
-    revoked = subprocess.run(
-        [cli, "revoke-client", client["client_id"]],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert revoked.returncode == 0, revoked.stderr
+    admin("revoke-client", client["client_id"])
     assert token_response(system, client).status_code == 401
 
 
